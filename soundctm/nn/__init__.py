@@ -1,0 +1,1 @@
+"""Backbones only: no diffusion math lives here (see soundctm.edm / soundctm.ctm)."""
