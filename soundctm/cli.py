@@ -1,0 +1,37 @@
+"""`soundctm` command line: each subcommand lives in its own module and is imported lazily."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# subcommand -> (module, function, one-line help)
+COMMANDS = {
+    "demo": ("soundctm.demo", "main", "sample from a randomly initialised tiny student (CPU smoke demo)"),
+    "params": ("soundctm.presets", "main", "print parameter counts of the presets (built on the meta device)"),
+    "build-components": ("soundctm.train.components", "main", "build tiny corpus, train tiny VAE + text encoder"),
+    "train-teacher": ("soundctm.train.cli", "train_teacher_main", "train an EDM teacher"),
+    "distill": ("soundctm.train.cli", "distill_main", "distil a SoundCTM student (Algorithm 2)"),
+    "generate": ("soundctm.generate", "main", "generate audio from text with a student export"),
+    "evaluate": ("soundctm.metrics.evaluate", "main", "compute FD/KL/IS/CLAP between a generated and a reference set"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: soundctm <command> [options]\n\ncommands:")
+        for name, (_, _, help_) in COMMANDS.items():
+            print(f"  {name:18s} {help_}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"soundctm: unknown command {name!r}; run `soundctm --help`", file=sys.stderr)
+        return 2
+    mod, fn, _ = COMMANDS[name]
+    rc = getattr(importlib.import_module(mod), fn)(rest)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""Atomic file writes and safetensors export with JSON metadata (no pickle in anything we hand out)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write(path: str | os.PathLike, write_fn) -> Path:
+    """Call `write_fn(tmp_path)` then rename onto `path`; a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write_fn(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    def _w(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=False, default=str)
+            f.write("\n")
+
+    return atomic_write(path, _w)
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    def _w(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    return atomic_write(path, _w)
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
+    """Save tensors with `metadata` (any JSON-able dict) stored under the `soundctm` metadata key."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {"soundctm": json.dumps(metadata, sort_keys=True, default=str)}
+    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Inverse of `save_safetensors`: (tensors, metadata)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    tensors = {}
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        for k in f.keys():
+            tensors[k] = f.get_tensor(k)
+    return tensors, json.loads(meta.get("soundctm", "{}"))
+
+
+def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Training state (tensors, numbers, strings, plain containers), written atomically."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a training state with `weights_only=True` (no arbitrary code from the file)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
