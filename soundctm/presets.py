@@ -42,3 +42,129 @@ def audio_spec(tier: str) -> AudioSpec:
         return AUDIO_SPECS[tier]
     except KeyError:
         raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(AUDIO_SPECS)}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Model presets
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A teacher/student backbone preset with its EDM and distillation settings (Appendix C).
+
+    The tiny presets cap the teacher's Heun solve at 8 grid steps (`max_ode_steps`) so that a
+    distillation step stays under a second on a 2-core CPU; the paper presets use the paper's 39.
+    """
+
+    name: str
+    arch: str  # "dit" | "unet"
+    backbone: object  # DiTConfig | UNetConfig
+    latent_shape: tuple[int, int]  # (C, T)
+    cond_shape: tuple[int, int]  # (L, D)
+    sigma_data: float
+    ema_mu: float  # student EMA rate (0.999 UNet, 0.96 DiT; Secs. 4.1, 4.2)
+    omega_range: tuple[float, float] = (2.0, 5.0)
+    dsm_weight: float = 1.0
+    p_uncond: float = 0.1
+    n_grid: int = 40
+    max_ode_steps: int | None = None  # None: up to N - 1 = 39 Heun steps t -> u (App. C)
+    lr: float = 8e-5
+
+
+def _presets() -> dict[str, ModelPreset]:
+    from soundctm.nn.dit import DiTConfig
+    from soundctm.nn.unet import UNetConfig
+
+    tiny_c, tiny_t = TINY_AUDIO.latent_channels, TINY_AUDIO.latent_frames
+    return {
+        "tiny-dit": ModelPreset(
+            "tiny-dit", "dit",
+            DiTConfig(latent_channels=tiny_c, width=64, depth=4, heads=2, cond_dim=64, cross_kv_heads=1,
+                      rotary_dim=16, ff_mult=4, time_feat_dim=64),
+            latent_shape=(tiny_c, tiny_t), cond_shape=(1, 64), sigma_data=0.5, ema_mu=0.96, dsm_weight=0.2,
+            max_ode_steps=8),
+        "tiny-unet": ModelPreset(
+            "tiny-unet", "unet",
+            UNetConfig(latent_channels=tiny_c, channels=(48, 96), layers_per_block=1, attn_levels=(False, True),
+                       head_dim=32, cond_dim=64, time_feat_dim=64, groups=8),
+            latent_shape=(tiny_c, tiny_t), cond_shape=(32, 64), sigma_data=0.5, ema_mu=0.999, max_ode_steps=8),
+        # SoundCTM-DiT-1B (Sec. 4.2, App. C.2): one L2-normalised 512-d CLAP token, 64 x 432 latents.
+        "paper-dit": ModelPreset(
+            "paper-dit", "dit", DiTConfig(), latent_shape=(64, 432), cond_shape=(1, 512), sigma_data=0.5,
+            ema_mu=0.96, dsm_weight=0.2),
+        # SoundCTM-UNet (Sec. 4.1, App. C.1): SD-1.5-style widths, FLAN-T5-Large tokens, sigma_data 0.25;
+        # AudioLDM's 8 x 256 x 16 latent is flattened to 128 channels x 256 frames for the 1-D UNet.
+        "paper-unet": ModelPreset(
+            "paper-unet", "unet", UNetConfig(), latent_shape=(128, 256), cond_shape=(64, 1024), sigma_data=0.25,
+            ema_mu=0.999, dsm_weight=1.0),
+    }
+
+
+def model_preset(name: str) -> ModelPreset:
+    presets = _presets()
+    if name not in presets:
+        raise ValueError(f"unknown model preset {name!r}; expected one of {sorted(presets)}")
+    return presets[name]
+
+
+def build_backbone(preset: ModelPreset):
+    from soundctm.nn.dit import DiT
+    from soundctm.nn.unet import UNet1D
+
+    if preset.arch == "dit":
+        return DiT(preset.backbone)
+    if preset.arch == "unet":
+        return UNet1D(preset.backbone)
+    raise ValueError(f"unknown architecture {preset.arch!r}")
+
+
+def build_teacher(name: str, seed: int = 0, device=None):
+    """A randomly initialised EDM teacher (`soundctm.edm.Precond`) for preset `name`."""
+    import torch
+
+    from soundctm.edm import Precond
+
+    p = model_preset(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with torch.device(device or "cpu"):
+            teacher = Precond(build_backbone(p), p.sigma_data)
+    teacher.latent_shape, teacher.cond_shape, teacher.preset = p.latent_shape, p.cond_shape, p
+    return teacher
+
+
+def build_student(name: str, seed: int = 0, device=None, teacher=None):
+    """A student (`soundctm.ctm.CTMStudent`) for preset `name`: from `teacher` if given, else random."""
+    from soundctm.ctm import CTMStudent
+
+    import torch
+
+    p = model_preset(name)
+    teacher = teacher if teacher is not None else build_teacher(name, seed, device)
+    dev = device or next(teacher.parameters()).device
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        with torch.device(dev):
+            student = CTMStudent.from_teacher(teacher)
+    student.latent_shape, student.cond_shape, student.preset = p.latent_shape, p.cond_shape, p
+    return student
+
+
+def count_parameters(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def main(argv=None) -> int:
+    """`soundctm params`: parameter counts of every model preset, built on the meta device."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="soundctm params", description=main.__doc__)
+    ap.add_argument("presets", nargs="*", help="preset names (default: all)")
+    args = ap.parse_args(argv)
+    names = args.presets or sorted(_presets())
+    print(f"{'preset':12s} {'teacher':>16s} {'student':>16s}")
+    for name in names:
+        t = build_teacher(name, device="meta")
+        s = build_student(name, device="meta", teacher=t)
+        print(f"{name:12s} {count_parameters(t):16,d} {count_parameters(s):16,d}")
+    return 0

@@ -1,0 +1,280 @@
+"""The SoundCTM student jump and its losses (Sec. 3, Eqs. 4-9, Appendix C).
+
+Student:  G(z_t, t, s, c, omega) = (s/t) z_t + (1 - s/t) g(z_t, t, s, c, omega)        (Eq. 6)
+          g = c_skip(t) z_t + c_out(t) NN(c_in(t) z_t, c_noise(t), c; emb_s(s) + emb_omega(omega))
+The s and omega embeddings are added to the t-embedding and are zero-initialised, so a student
+made with `CTMStudent.from_teacher` has g == the teacher's denoiser D exactly at step 0.
+
+Losses are small callables returning per-example losses [B]; the training loop sums them.
+Shapes: z [B, C, T]; t, s, u, omega [B]; cond [B, L, D].
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from soundctm.edm import SIGMA_MIN, EDMScalings, Precond, _bcast, as_batch, cfg_denoiser, heun_solve, karras_from_xi
+from soundctm.rng import GeneratorLike, rand, randn
+
+
+class CTMStudent(nn.Module):
+    """G_theta(z_t, t, s, cond, omega) -> z_s  (Eq. 6), wrapping any `soundctm.nn` backbone."""
+
+    def __init__(self, net: nn.Module, sigma_data: float = 0.5, *, s_embedding: str | None = None,
+                 omega_embedding: str = "fourier-fixed", sigma_min: float = SIGMA_MIN):
+        super().__init__()
+        self.net = net
+        self.sigma_data = float(sigma_data)
+        self.sigma_min = float(sigma_min)
+        self.scalings = EDMScalings(sigma_data)
+        # s: same family as t (Appendix C); omega: Fourier embedding (Meng et al., 2023). Zero-init outputs.
+        self.s_embed = net.new_scalar_embedding(s_embedding, zero_init=True)
+        self.omega_embed = net.new_scalar_embedding(omega_embedding, zero_init=True)
+
+    @classmethod
+    def from_teacher(cls, teacher: Precond, **kw) -> CTMStudent:
+        """A student initialised from the teacher's weights (its own copy), new embeddings zeroed."""
+        return cls(copy.deepcopy(teacher.net), teacher.sigma_data, **kw)
+
+    def g(self, z: torch.Tensor, t, s, cond: torch.Tensor, omega) -> torch.Tensor:
+        """The neural output g_theta(z_t, c, omega, t, s): an estimate of z_0. Returns [B, C, T]."""
+        b = z.shape[0]
+        t, s, omega = as_batch(t, b, z), as_batch(s, b, z), as_batch(omega, b, z)
+        if torch.any(t <= 0):
+            raise ValueError("the student jump needs t > 0")
+        sc = self.scalings
+        extra = self.s_embed(sc.safe_c_noise(s, self.sigma_min)) + self.omega_embed(omega)
+        out = self.net(_bcast(sc.c_in(t), z) * z, sc.c_noise(t), cond, extra)
+        return _bcast(sc.c_skip(t), z) * z + _bcast(sc.c_out(t), z) * out
+
+    def forward(self, z: torch.Tensor, t, s, cond: torch.Tensor, omega) -> torch.Tensor:
+        b = z.shape[0]
+        t, s = as_batch(t, b, z), as_batch(s, b, z)
+        if torch.any(s > t) or torch.any(s < 0):
+            raise ValueError("the student jumps backwards in time: need 0 <= s <= t")
+        r = _bcast(s / t, z)
+        return r * z + (1 - r) * self.g(z, t, s, cond, omega)
+
+    def last_layer(self) -> torch.Tensor:
+        return self.net.last_layer()
+
+
+# ----------------------------------------------------------------------------------------------
+# EMA
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, mu: float) -> None:
+    """sg(theta) <- mu sg(theta) + (1 - mu) theta (parameters); buffers are copied."""
+    for pe, pm in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(pm.detach(), 1.0 - mu)
+    for be, bm in zip(ema.buffers(), model.buffers()):
+        be.copy_(bm)
+
+
+def make_ema(model: nn.Module) -> nn.Module:
+    ema = copy.deepcopy(model)
+    ema.requires_grad_(False)
+    ema.eval()
+    return ema
+
+
+# ----------------------------------------------------------------------------------------------
+# Distances
+
+
+def normalize_channels(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """LPIPS-style unit normalisation of each time step's channel vector. f: [B, C, T]."""
+    return f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
+
+
+def feature_distance(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
+    """sum_m || TN_m(a) - TN_m(b) ||^2: channel-normalised, summed over channels, mean over time. [B]."""
+    if len(fa) != len(fb) or not fa:
+        raise ValueError("feature lists must be non-empty and of equal length")
+    total = 0
+    for a, b in zip(fa, fb):
+        total = total + (normalize_channels(a) - normalize_channels(b)).pow(2).sum(1).flatten(1).mean(1)
+    return total
+
+
+def d_teacher(teacher: Precond, z_target: torch.Tensor, z_est: torch.Tensor, cond: torch.Tensor, s) -> torch.Tensor:
+    """Eq. (5): the teacher's own forward pass at time s, per-block outputs compared. Returns [B].
+
+    The target's features are computed without grad; the estimate's keep their graph (the teacher's
+    parameters should be frozen by the caller).
+    """
+    s = as_batch(s, z_est.shape[0], z_est)
+    with torch.no_grad():
+        ft = teacher.features(z_target, s, cond)
+    fe = teacher.features(z_est, s, cond)
+    return feature_distance(ft, fe)
+
+
+def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference per example. [B]."""
+    return (a - b).pow(2).flatten(1).mean(1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Time draws (Appendix C)
+
+
+@dataclass(frozen=True)
+class TimeDraw:
+    """Grid indices of t > u >= s on the N-point grid, and their sigmas ([B] each)."""
+
+    it: torch.Tensor
+    iu: torch.Tensor
+    is_: torch.Tensor
+    t: torch.Tensor
+    u: torch.Tensor
+    s: torch.Tensor
+
+
+def draw_tus(sigmas: torch.Tensor, generator: GeneratorLike, batch: int, *, max_ode_steps: int | None = None,
+             jump_weighting: str = "linear") -> TimeDraw:
+    """t, u, s from the N-point grid: k ~ P(k) (ODE steps t->u, 1..K, weighted prop. to k by default),
+    t index uniform in [0, N-1-k], u = t + k, s index uniform in [u, N-1]."""
+    n = sigmas.shape[0]
+    kmax = min(max_ode_steps or n - 1, n - 1)
+    ks = torch.arange(1, kmax + 1, dtype=torch.float64)
+    if jump_weighting == "linear":
+        w = ks
+    elif jump_weighting == "uniform":
+        w = torch.ones_like(ks)
+    else:
+        raise ValueError(f"unknown jump_weighting {jump_weighting!r}; expected 'linear' or 'uniform'")
+    cdf = torch.cumsum(w / w.sum(), 0)
+    r = rand((batch, 3), generator, dtype=torch.float64)
+    k = torch.searchsorted(cdf, r[:, 0].contiguous(), right=True).clamp_max(kmax - 1) + 1
+    it = torch.floor(r[:, 1] * (n - k)).long().clamp_max(n - 1 - k)
+    iu = it + k
+    is_ = iu + torch.floor(r[:, 2] * (n - iu)).long().clamp_max(n - 1 - iu)
+    return TimeDraw(it, iu, is_, sigmas[it], sigmas[iu], sigmas[is_])
+
+
+def draw_dsm_sigma(batch: int, generator: GeneratorLike, *, p_mean: float = -1.2, p_std: float = 1.2,
+                   xi_max: float = 0.7, sigma_min: float = SIGMA_MIN, sigma_max: float = 80.0,
+                   rho: float = 7.0) -> torch.Tensor:
+    """Student DSM times (Appendix C): 50% lognormal(p_mean, p_std), 50% Karras(xi), xi ~ U[0, xi_max]. [B]."""
+    r = rand((batch, 3), generator, dtype=torch.float64)
+    z = torch.sqrt(-2 * torch.log(r[:, 0].clamp_min(1e-12))) * torch.cos(2 * torch.pi * r[:, 1])  # Box-Muller
+    lognormal = torch.exp(p_mean + p_std * z)
+    karras = karras_from_xi(r[:, 1] * xi_max, sigma_min, sigma_max, rho)
+    return torch.where(r[:, 2] < 0.5, lognormal, karras).float()
+
+
+# ----------------------------------------------------------------------------------------------
+# Losses
+
+
+class CTMLoss:
+    """Eq. (7): d( G_sg(Solver(z_t, t, u; phi, omega), u, s), G_theta(z_t, t, s) ). Returns [B].
+
+    distance: 'd_teacher' (Eq. 5 at time s), 'l2_s' (l2 at s-time) or 'l2_0' (both transported to
+    0-time by the EMA student, as in CTM). The teacher solve (Heun on the grid, CFG omega, cond and
+    uncond in one batched forward) and the EMA target run under no_grad.
+    """
+
+    DISTANCES = ("d_teacher", "l2_s", "l2_0")
+
+    def __init__(self, teacher: Precond, sigmas: torch.Tensor, distance: str = "d_teacher", solver=heun_solve):
+        if distance not in self.DISTANCES:
+            raise ValueError(f"unknown CTM distance {distance!r}; expected one of {self.DISTANCES}")
+        self.teacher, self.sigmas, self.distance, self.solver = teacher, sigmas, distance, solver
+
+    def target(self, ema: CTMStudent, z_t, draw: TimeDraw, cond, uncond, omega) -> torch.Tensor:
+        """z_target = G_sg(Solver(z_t, t, u; phi, omega), u, s), no grad."""
+        with torch.no_grad():
+            den = cfg_denoiser(self.teacher, cond, uncond, omega)
+            z_u = self.solver(den, z_t, draw.t, draw.u, sigmas=self.sigmas)
+            return ema(z_u, draw.u, draw.s, cond, omega)
+
+    def __call__(self, student: CTMStudent, ema: CTMStudent, z_t: torch.Tensor, draw: TimeDraw,
+                 cond: torch.Tensor, uncond: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
+        z_target = self.target(ema, z_t, draw, cond, uncond, omega)
+        z_est = student(z_t, draw.t, draw.s, cond, omega)
+        return self.distance_fn(ema, z_target, z_est, cond, draw.s, omega)
+
+    def distance_fn(self, ema, z_target, z_est, cond, s, omega) -> torch.Tensor:
+        if self.distance == "d_teacher":
+            return d_teacher(self.teacher, z_target, z_est, cond, s)
+        if self.distance == "l2_s":
+            return l2(z_est, z_target)
+        zero = torch.zeros_like(s)
+        with torch.no_grad():
+            x_target = ema(z_target, s, zero, cond, omega)
+        x_est = ema(z_est, s, zero, cond, omega)  # EMA weights frozen; the graph flows through z_est
+        return l2(x_est, x_target)
+
+
+def student_dsm_loss(student: CTMStudent, z0: torch.Tensor, cond: torch.Tensor, omega, sigma: torch.Tensor,
+                     noise: torch.Tensor) -> torch.Tensor:
+    """Eq. (8): || z_0 - g_theta(z_t, c, omega, t, t) ||^2 (mean over elements). Returns [B]."""
+    zt = z0 + _bcast(sigma, z0) * noise
+    return l2(student.g(zt, sigma, sigma, cond, omega), z0)
+
+
+def adaptive_dsm_weight(loss_ctm: torch.Tensor, loss_dsm: torch.Tensor, last_layer: torch.Tensor,
+                        eps: float = 1e-8, max_weight: float = 1e4) -> torch.Tensor:
+    """lambda_DSM = ||grad_{theta_L} L_CTM|| / ||grad_{theta_L} L_DSM|| (Appendix C), detached scalar."""
+    g1 = torch.autograd.grad(loss_ctm, last_layer, retain_graph=True, allow_unused=True)[0]
+    g2 = torch.autograd.grad(loss_dsm, last_layer, retain_graph=True, allow_unused=True)[0]
+    if g1 is None or g2 is None:
+        return torch.tensor(1.0)
+    return (g1.norm() / (g2.norm() + eps)).clamp(max=max_weight).detach()
+
+
+@dataclass(frozen=True)
+class DistillDraws:
+    """Every random quantity of one distillation step (Algorithm 2, lines 4-7)."""
+
+    times: TimeDraw
+    omega: torch.Tensor
+    drop: torch.Tensor
+    noise: torch.Tensor
+    dsm_sigma: torch.Tensor
+    dsm_noise: torch.Tensor
+
+
+def draw_distill(generators: list[torch.Generator], sigmas: torch.Tensor, latent_shape: tuple[int, int], *,
+                 omega_range: tuple[float, float], p_uncond: float, max_ode_steps: int | None = None,
+                 sigma_max: float = 80.0) -> DistillDraws:
+    """All draws of a distillation step from per-example generators (one per example index)."""
+    b = len(generators)
+    times = draw_tus(sigmas, generators, b, max_ode_steps=max_ode_steps)
+    r = rand((b, 2), generators)
+    omega = omega_range[0] + (omega_range[1] - omega_range[0]) * r[:, 0]
+    drop = r[:, 1] < p_uncond
+    noise = randn((b, *latent_shape), generators)
+    dsm_sigma = draw_dsm_sigma(b, generators, sigma_max=sigma_max)
+    dsm_noise = randn((b, *latent_shape), generators)
+    return DistillDraws(times, omega, drop, noise, dsm_sigma, dsm_noise)
+
+
+def apply_dropout(cond: torch.Tensor, uncond: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """Replace cond by the unconditional embedding where drop [B] is True (p_uncond, Algorithm 2 line 4)."""
+    unc = uncond.expand_as(cond) if uncond.shape[0] != cond.shape[0] else uncond
+    return torch.where(drop[:, None, None], unc.to(cond.dtype), cond)
+
+
+def distill_losses(student: CTMStudent, ema: CTMStudent, ctm_loss: CTMLoss, z0: torch.Tensor,
+                   cond: torch.Tensor, uncond: torch.Tensor, draws: DistillDraws, *,
+                   dsm_weight: float = 1.0, adaptive: bool = True) -> dict[str, torch.Tensor]:
+    """Eq. (9) for one batch: L = L_CTM + lambda_DSM L_DSM. Returns scalars: loss, ctm, dsm, lambda_dsm."""
+    cond_used = apply_dropout(cond, uncond, draws.drop)
+    z_t = z0 + _bcast(draws.times.t, z0) * draws.noise
+    l_ctm = ctm_loss(student, ema, z_t, draws.times, cond_used, uncond, draws.omega).mean()
+    l_dsm = student_dsm_loss(student, z0, cond_used, draws.omega, draws.dsm_sigma, draws.dsm_noise).mean()
+    if dsm_weight == 0:
+        lam = torch.tensor(0.0)
+    elif adaptive and torch.is_grad_enabled():
+        lam = dsm_weight * adaptive_dsm_weight(l_ctm, l_dsm, student.last_layer())
+    else:
+        lam = torch.tensor(float(dsm_weight))
+    return {"loss": l_ctm + lam * l_dsm, "ctm": l_ctm.detach(), "dsm": l_dsm.detach(), "lambda_dsm": lam}

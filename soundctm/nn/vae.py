@@ -1,0 +1,527 @@
+"""Gaussian waveform VAE in the style of the Descript Audio Codec, without the quantiser (App. C.2).
+
+The paper's full-band teacher encodes 44.1 kHz mono audio with a fully convolutional DAC-style
+encoder (dim 64, down-sampling rates [4, 4, 8, 8]) and decodes with a DAC-style decoder (dim 1536,
+up-sampling rates [8, 8, 4, 4]); the quantiser is replaced by a diagonal Gaussian posterior with
+64 latent channels (~63.5 M parameters). The same module, with the `tiny` preset, serves the
+CPU tier (16 kHz, hop 256, 16 latent channels).
+
+The autoencoder owns its latent normalisation (per-channel mean / std measured on the training
+set, rescaled to `sigma_data`): `encode` returns normalised latents and `decode` expects them, and
+the statistics are saved in the same safetensors file as the weights.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+__all__ = [
+    "VAEConfig",
+    "vae_config",
+    "VAE_PRESETS",
+    "Snake",
+    "ResidualUnit",
+    "Encoder",
+    "Decoder",
+    "AudioAutoencoder",
+    "count_parameters",
+    "mel_filterbank",
+    "log_mel",
+    "stft_magnitude",
+]
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Architecture of the DAC-style Gaussian VAE.
+
+    encoder_dim: channels after the first encoder conv; doubled by every down-sampling stage.
+    encoder_rates: strides of the encoder stages (their product is the hop).
+    decoder_dim: channels after the first decoder conv; halved by every up-sampling stage.
+    decoder_rates: strides of the decoder stages (product must equal the hop).
+    latent_channels: C of the latent z: [B, C, N / hop].
+    sample_rate: audio sample rate in Hz (metadata; the network itself is rate-agnostic).
+    """
+
+    encoder_dim: int = 64
+    encoder_rates: tuple[int, ...] = (4, 4, 8, 8)
+    decoder_dim: int = 1536
+    decoder_rates: tuple[int, ...] = (8, 8, 4, 4)
+    latent_channels: int = 64
+    sample_rate: int = 44100
+    dilations: tuple[int, ...] = field(default=(1, 3, 9))
+
+    def __post_init__(self):
+        # accept lists (e.g. from JSON metadata) but store tuples so the config stays hashable
+        for name in ("encoder_rates", "decoder_rates", "dilations"):
+            object.__setattr__(self, name, tuple(int(r) for r in getattr(self, name)))
+        if math.prod(self.encoder_rates) != math.prod(self.decoder_rates):
+            raise ValueError(
+                f"encoder rates {self.encoder_rates} and decoder rates {self.decoder_rates} "
+                "must have the same product (the hop)"
+            )
+        if any(r < 1 for r in self.encoder_rates + self.decoder_rates):
+            raise ValueError("rates must be positive integers")
+        if self.decoder_dim % (2 ** len(self.decoder_rates)) != 0:
+            raise ValueError(
+                f"decoder_dim={self.decoder_dim} must be divisible by 2**{len(self.decoder_rates)} "
+                "(each up-sampling stage halves the channels)"
+            )
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per latent frame."""
+        return math.prod(self.encoder_rates)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        return cls(**d)
+
+
+VAE_PRESETS: dict[str, VAEConfig] = {
+    # App. C.2: encoder dim 64 rates [4,4,8,8]; decoder dim 1536 rates [8,8,4,4]; 64 latent channels;
+    # 44.1 kHz; "63.5M parameters".
+    "paper": VAEConfig(
+        encoder_dim=64,
+        encoder_rates=(4, 4, 8, 8),
+        decoder_dim=1536,
+        decoder_rates=(8, 8, 4, 4),
+        latent_channels=64,
+        sample_rate=44100,
+    ),
+    # tiny tier (soundctm.presets.TINY_AUDIO): 16 kHz, hop 256, 16 latent channels.
+    "tiny": VAEConfig(
+        encoder_dim=16,
+        encoder_rates=(4, 4, 4, 4),
+        decoder_dim=128,
+        decoder_rates=(4, 4, 4, 4),
+        latent_channels=16,
+        sample_rate=16000,
+    ),
+}
+
+
+def vae_config(name: str) -> VAEConfig:
+    """Named architecture preset: "paper" (App. C.2) or "tiny"."""
+    try:
+        return VAE_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown VAE preset {name!r}; expected one of {sorted(VAE_PRESETS)}") from None
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable-parameter elements (works on the meta device)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# spectral front-end (shared by the VAE losses and the tiny audio encoder)
+
+
+def _hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def _mel_to_hz(m):
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _mel_fb_np(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    mel_pts = np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2)
+    hz = _mel_to_hz(mel_pts)
+    fb = np.zeros((n_mels, freqs.size))
+    for i in range(n_mels):
+        lo, c, hi = hz[i], hz[i + 1], hz[i + 2]
+        up = (freqs - lo) / max(c - lo, 1e-9)
+        down = (hi - freqs) / max(hi - c, 1e-9)
+        fb[i] = np.clip(np.minimum(up, down), 0.0, None)
+        if fb[i].sum() == 0:  # filter narrower than a bin: take the nearest bin
+            fb[i, int(np.argmin(np.abs(freqs - c)))] = 1.0
+    return fb.astype(np.float32)
+
+
+def mel_filterbank(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+) -> torch.Tensor:
+    """Triangular HTK-mel filterbank [n_mels, n_fft // 2 + 1]; every filter has at least one bin."""
+    fmax = sample_rate / 2 if fmax is None else fmax
+    return torch.from_numpy(_mel_fb_np(int(sample_rate), int(n_fft), int(n_mels), float(fmin), float(fmax)))
+
+
+def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+    """x: [B, 1, N] or [B, N] -> magnitude [B, n_fft // 2 + 1, frames]."""
+    x = x.reshape(-1, x.shape[-1])
+    win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    spec = torch.stft(x, n_fft, hop_length=hop, window=win, center=True, return_complex=True)
+    return spec.abs()
+
+
+def log_mel(
+    x: torch.Tensor, sample_rate: int, n_fft: int, n_mels: int, hop: int | None = None, eps: float = 1e-5
+) -> torch.Tensor:
+    """log10 mel magnitude. x: [B, 1, N] -> [B, n_mels, frames]."""
+    hop = hop or n_fft // 4
+    mag = stft_magnitude(x, n_fft, hop)
+    fb = mel_filterbank(sample_rate, n_fft, n_mels).to(mag)
+    return torch.log10((fb @ mag).clamp_min(eps))
+
+
+# ----------------------------------------------------------------------------------------------
+# building blocks
+
+
+def _wn_conv(*args, **kwargs) -> nn.Conv1d:
+    return weight_norm(nn.Conv1d(*args, **kwargs))
+
+
+def _wn_conv_t(*args, **kwargs) -> nn.ConvTranspose1d:
+    return weight_norm(nn.ConvTranspose1d(*args, **kwargs))
+
+
+class _SnakeFn(torch.autograd.Function):
+    """y = x + sin^2(a x) / a with a hand-written backward that keeps only x (saves memory and
+    several element-wise passes on CPU): dy/dx = 1 + sin(2 a x), dy/da = (x sin(2 a x) - sin^2(a x) / a) / a.
+    """
+
+    @staticmethod
+    def forward(ctx, x, alpha):
+        ctx.save_for_backward(x, alpha)
+        inv = (alpha + 1e-9).reciprocal()
+        return torch.addcmul(x, torch.sin(alpha * x).square_(), inv)
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, alpha = ctx.saved_tensors
+        inv = (alpha + 1e-9).reciprocal()
+        ax = alpha * x
+        s2 = torch.sin(2 * ax)
+        gx = gy + gy * s2 if ctx.needs_input_grad[0] else None
+        ga = None
+        if ctx.needs_input_grad[1]:
+            sq = torch.sin(ax).square_()
+            d = (x * s2 - sq * inv) * inv
+            ga = (gy * d).sum(dim=(0, 2), keepdim=True)
+        return gx, ga
+
+
+class Snake(nn.Module):
+    """Snake activation x + sin^2(alpha x) / alpha with a learnable alpha per channel.
+
+    x: [B, C, T] -> [B, C, T].
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "meta":
+            a = self.alpha
+            return x + (a + 1e-9).reciprocal() * torch.sin(a * x).pow(2)
+        return _SnakeFn.apply(x, self.alpha)
+
+
+class ResidualUnit(nn.Module):
+    """Snake -> dilated conv7 -> Snake -> conv1, added to the input. x: [B, C, T] -> [B, C, T]."""
+
+    def __init__(self, dim: int, dilation: int):
+        super().__init__()
+        pad = 3 * dilation
+        self.block = nn.Sequential(
+            Snake(dim),
+            _wn_conv(dim, dim, kernel_size=7, dilation=dilation, padding=pad),
+            Snake(dim),
+            _wn_conv(dim, dim, kernel_size=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class EncoderBlock(nn.Sequential):
+    """Three residual units at `dim`, Snake, strided conv (kernel 2*stride) to `2*dim`."""
+
+    def __init__(self, dim: int, stride: int, dilations=(1, 3, 9)):
+        super().__init__(
+            *[ResidualUnit(dim, d) for d in dilations],
+            Snake(dim),
+            _wn_conv(dim, 2 * dim, kernel_size=2 * stride, stride=stride, padding=math.ceil(stride / 2)),
+        )
+
+
+class DecoderBlock(nn.Sequential):
+    """Snake, transposed conv (kernel 2*stride) from `dim` to `dim // 2`, three residual units."""
+
+    def __init__(self, dim: int, stride: int, dilations=(1, 3, 9)):
+        out = dim // 2
+        super().__init__(
+            Snake(dim),
+            _wn_conv_t(
+                dim,
+                out,
+                kernel_size=2 * stride,
+                stride=stride,
+                padding=math.ceil(stride / 2),
+                output_padding=stride % 2,
+            ),
+            *[ResidualUnit(out, d) for d in dilations],
+        )
+
+
+class Encoder(nn.Module):
+    """Waveform -> posterior parameters. wav: [B, 1, N] -> (mean, logvar): [B, C, N / hop] each."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        d = cfg.encoder_dim
+        layers: list[nn.Module] = [_wn_conv(1, d, kernel_size=7, padding=3)]
+        for stride in cfg.encoder_rates:
+            layers.append(EncoderBlock(d, stride, cfg.dilations))
+            d *= 2
+        layers += [Snake(d), _wn_conv(d, 2 * cfg.latent_channels, kernel_size=3, padding=1)]
+        self.net = nn.Sequential(*layers)
+        self.out_dim = d
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.net(wav)
+        mean, logvar = h.chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+
+class Decoder(nn.Module):
+    """Latent (un-normalised) -> waveform in [-1, 1]. z: [B, C, T] -> wav: [B, 1, T * hop]."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        d = cfg.decoder_dim
+        layers: list[nn.Module] = [_wn_conv(cfg.latent_channels, d, kernel_size=7, padding=3)]
+        for stride in cfg.decoder_rates:
+            layers.append(DecoderBlock(d, stride, cfg.dilations))
+            d //= 2
+        layers += [Snake(d), _wn_conv(d, 1, kernel_size=7, padding=3), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+# ----------------------------------------------------------------------------------------------
+# the autoencoder
+
+
+class AudioAutoencoder(nn.Module):
+    """DAC-style Gaussian VAE that owns its latent normalisation.
+
+    Buffers: `latent_mean` [C], `latent_std` [C] (per-channel statistics of the posterior means on
+    the training set) and `sigma_data` (scalar). Until `fit_normalisation` is called they are
+    0 / 1 / 1, i.e. `encode` returns raw posterior means.
+
+    Normalised latent: z = (mu - latent_mean) / latent_std * sigma_data.
+    """
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+        c = config.latent_channels
+        self.register_buffer("latent_mean", torch.zeros(c))
+        self.register_buffer("latent_std", torch.ones(c))
+        self.register_buffer("sigma_data", torch.ones(()))
+        self.register_buffer("normalisation_fitted", torch.zeros((), dtype=torch.bool))
+
+    # -- geometry ------------------------------------------------------------------------------
+    @property
+    def hop(self) -> int:
+        return self.config.hop
+
+    @property
+    def latent_channels(self) -> int:
+        return self.config.latent_channels
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def latent_frames(self, num_samples: int) -> int:
+        self._check_length(num_samples)
+        return num_samples // self.hop
+
+    def _check_length(self, n: int) -> None:
+        if n % self.hop != 0 or n <= 0:
+            raise ValueError(
+                f"audio length {n} is not a positive multiple of the VAE hop {self.hop} "
+                f"(pad or crop to e.g. {max(1, round(n / self.hop)) * self.hop} samples)"
+            )
+
+    def _check_wav(self, wav: torch.Tensor) -> None:
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise ValueError(f"expected mono audio of shape [B, 1, N], got {tuple(wav.shape)}")
+        self._check_length(wav.shape[-1])
+
+    def _check_latent(self, z: torch.Tensor) -> None:
+        if z.dim() != 3 or z.shape[1] != self.latent_channels:
+            raise ValueError(
+                f"expected latents of shape [B, {self.latent_channels}, T], got {tuple(z.shape)}"
+            )
+
+    # -- raw posterior -------------------------------------------------------------------------
+    def encode_posterior(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-normalised posterior. wav: [B, 1, N] -> (mean, logvar): [B, C, N / hop] each."""
+        self._check_wav(wav)
+        return self.encoder(wav)
+
+    def decode_raw(self, mu: torch.Tensor) -> torch.Tensor:
+        """Decode an un-normalised latent. mu: [B, C, T] -> wav: [B, 1, T * hop]."""
+        self._check_latent(mu)
+        return self.decoder(mu)
+
+    # -- normalisation -------------------------------------------------------------------------
+    def normalise(self, mu: torch.Tensor) -> torch.Tensor:
+        """Raw latent -> normalised latent. mu: [B, C, T] -> [B, C, T]."""
+        m = self.latent_mean.view(1, -1, 1)
+        s = self.latent_std.view(1, -1, 1)
+        return (mu - m) / s * self.sigma_data
+
+    def unnormalise(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latent -> raw latent. z: [B, C, T] -> [B, C, T]."""
+        m = self.latent_mean.view(1, -1, 1)
+        s = self.latent_std.view(1, -1, 1)
+        return z / self.sigma_data * s + m
+
+    @torch.no_grad()
+    def fit_normalisation(
+        self,
+        latents: torch.Tensor | Iterable[torch.Tensor],
+        sigma_data: float,
+        eps: float = 1e-5,
+    ) -> None:
+        """Measure per-channel mean / std of RAW latents (posterior means) and set `sigma_data`.
+
+        latents: a tensor [N, C, T] or an iterable of [B, C, T] tensors (e.g. `encode_posterior`
+        means over the training set). Afterwards `encode` returns latents with per-channel mean 0
+        and std `sigma_data` on that set.
+        """
+        if sigma_data <= 0:
+            raise ValueError(f"sigma_data must be positive, got {sigma_data}")
+        if isinstance(latents, torch.Tensor):
+            latents = [latents]
+        c = self.latent_channels
+        s1 = torch.zeros(c, dtype=torch.float64)
+        s2 = torch.zeros(c, dtype=torch.float64)
+        n = 0
+        for z in latents:
+            self._check_latent(z)
+            z = z.detach().to("cpu", torch.float64)
+            s1 += z.sum(dim=(0, 2))
+            s2 += (z * z).sum(dim=(0, 2))
+            n += z.shape[0] * z.shape[2]
+        if n < 2:
+            raise ValueError("need at least two latent frames to fit the normalisation")
+        mean = s1 / n
+        var = (s2 / n - mean * mean).clamp_min(0.0) * n / (n - 1)
+        std = var.sqrt().clamp_min(eps)
+        dev = self.latent_mean.device
+        self.latent_mean.copy_(mean.to(dev, torch.float32))
+        self.latent_std.copy_(std.to(dev, torch.float32))
+        self.sigma_data.fill_(float(sigma_data))
+        self.normalisation_fitted.fill_(True)
+
+    @torch.no_grad()
+    def fit_normalisation_from_audio(
+        self, batches: Iterable[torch.Tensor], sigma_data: float
+    ) -> None:
+        """Convenience: `fit_normalisation` on the posterior means of audio batches [B, 1, N]."""
+        self.fit_normalisation((self.encode_posterior(w)[0] for w in batches), sigma_data)
+
+    # -- public encode / decode ----------------------------------------------------------------
+    def encode(
+        self, wav: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """wav: [B, 1, N] (N a multiple of `hop`) -> normalised latent z: [B, C, N / hop].
+
+        Posterior mean by default; `sample=True` draws from the posterior.
+        """
+        mean, logvar = self.encode_posterior(wav)
+        if sample:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            mean = mean + (0.5 * logvar).exp() * noise
+        return self.normalise(mean)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised latent z: [B, C, T] -> wav: [B, 1, T * hop] in [-1, 1]."""
+        self._check_latent(z)
+        return self.decoder(self.unnormalise(z))
+
+    def forward(
+        self, wav: torch.Tensor, sample: bool = True, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training pass. wav: [B, 1, N] -> (reconstruction [B, 1, N], mean, logvar [B, C, N/hop])."""
+        mean, logvar = self.encode_posterior(wav)
+        z = mean
+        if sample:
+            noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            z = mean + (0.5 * logvar).exp() * noise
+        return self.decoder(z), mean, logvar
+
+    # -- persistence ---------------------------------------------------------------------------
+    def checksum(self) -> str:
+        """Short sha256 (16 hex chars) over config, weights and normalisation buffers (cache keys)."""
+        h = hashlib.sha256()
+        h.update(repr(sorted(self.config.to_dict().items())).encode())
+        for k, v in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            t = v.detach().to("cpu").contiguous()
+            if t.dtype == torch.bool:
+                t = t.to(torch.uint8)
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def metadata(self) -> dict:
+        return {
+            "kind": "AudioAutoencoder",
+            "config": self.config.to_dict(),
+            "sigma_data": float(self.sigma_data),
+            "normalisation_fitted": bool(self.normalisation_fitted),
+        }
+
+    def save(self, path: str | Path, extra_metadata: dict | None = None) -> Path:
+        """Weights + normalisation buffers to safetensors; config and sigma_data in the metadata."""
+        from soundctm.io import save_safetensors
+
+        meta = self.metadata()
+        if extra_metadata:
+            meta["extra"] = extra_metadata
+        sd = {k: (v.to(torch.uint8) if v.dtype == torch.bool else v) for k, v in self.state_dict().items()}
+        return save_safetensors(path, sd, meta)
+
+    @classmethod
+    def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> AudioAutoencoder:
+        """Rebuild from the config stored in the file and load weights + statistics (strict)."""
+        from soundctm.io import load_safetensors
+
+        tensors, meta = load_safetensors(path)
+        if meta.get("kind") != "AudioAutoencoder" or "config" not in meta:
+            raise ValueError(f"{path} is not an AudioAutoencoder checkpoint (metadata: {sorted(meta)})")
+        model = cls(VAEConfig.from_dict(meta["config"]))
+        if "normalisation_fitted" in tensors:
+            tensors["normalisation_fitted"] = tensors["normalisation_fitted"].to(torch.bool)
+        model.load_state_dict(tensors, strict=True)
+        if abs(float(model.sigma_data) - float(meta["sigma_data"])) > 1e-6:
+            raise ValueError(f"{path}: sigma_data in metadata and tensors disagree")
+        return model.to(map_location).eval()

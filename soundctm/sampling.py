@@ -1,0 +1,100 @@
+"""Samplers (free functions): SoundCTM's Algorithm 1 (gamma- and nu-sampling) and time grids.
+
+Algorithm 1, for n = 0 .. N-1:
+    t~_{n+1} = sqrt(1 - gamma^2) t_{n+1}
+    z~       = nu G(z_{t_n}, c, omega, t_n, t~_{n+1}) + (1 - nu) G(z_{t_n}, empty, omega, t_n, t~_{n+1})  (Eq. 10)
+    z_{t_{n+1}} = z~ + gamma t_{n+1} eps
+The paper's grid ends at t_N = 0, where the noise term vanishes; our default grid
+(`karras_steps`) ends on sigma_min as the official sampler does, and no noise is added after the
+last jump either way. Jumps to 0 are allowed: the student's s-embedding never evaluates log(0).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from soundctm.edm import RHO, SIGMA_MAX, SIGMA_MIN, as_batch, karras_sigmas
+from soundctm.rng import GeneratorLike, randn
+
+
+def karras_steps(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
+    """The n-step evaluation grid (Appendix C, "Evaluation Details"): n + 1 Karras levels from
+    sigma_max down to sigma_min, i.e. n jumps, the last landing on sigma_min. Returns [n + 1]."""
+    if n < 1:
+        raise ValueError(f"need at least one sampling step, got {n}")
+    return karras_sigmas(n + 1, sigma_min, sigma_max, rho)
+
+
+def _check_grid(sigmas: torch.Tensor) -> torch.Tensor:
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).flatten()
+    if sigmas.numel() < 2:
+        raise ValueError("a sampling grid needs at least two time points")
+    if torch.any(sigmas[1:] >= sigmas[:-1]) or sigmas[-1] < 0 or sigmas[0] <= 0:
+        raise ValueError(f"sampling grid must be strictly decreasing and non-negative, got {sigmas.tolist()}")
+    return sigmas
+
+
+def guided_jump(student, z: torch.Tensor, t, s, cond: torch.Tensor, uncond: torch.Tensor | None, omega,
+                nu: float) -> torch.Tensor:
+    """Eq. (10): nu G(z, c) + (1 - nu) G(z, empty). With nu == 1 the unconditional branch is never
+    evaluated; otherwise both run as ONE batched forward."""
+    b = z.shape[0]
+    t, s, w = as_batch(t, b, z), as_batch(s, b, z), as_batch(omega, b, z)
+    if nu == 1.0:
+        return student(z, t, s, cond, w)
+    if uncond is None:
+        raise ValueError("nu != 1 needs the unconditional embedding `uncond`")
+    unc = uncond.expand(b, *uncond.shape[1:]) if uncond.shape[0] != b else uncond
+    both = student(torch.cat([z, z]), torch.cat([t, t]), torch.cat([s, s]), torch.cat([cond, unc.to(cond.dtype)]),
+                   torch.cat([w, w]))
+    zc, zu = both.chunk(2)
+    return zu + nu * (zc - zu)
+
+
+@torch.no_grad()
+def sample(student, z_T: torch.Tensor, *, steps: int | None = None, sigmas: torch.Tensor | None = None,
+           cond: torch.Tensor, uncond: torch.Tensor | None = None, omega=5.0, nu: float = 1.0,
+           gamma: float = 0.0, generator: GeneratorLike = None, callback=None) -> torch.Tensor:
+    """Algorithm 1. z_T: [B, C, T] (already scaled by sigma_max); cond [B, L, D]; uncond [1 or B, L, D].
+
+    Give `steps` (grid from `karras_steps`) or an explicit descending `sigmas` grid. gamma = 0 is
+    deterministic given z_T; gamma = 1 is consistency-model sampling. `generator` (one, or one per
+    example for batch-independent noise) drives the gamma noise. Returns z at the last grid point.
+    """
+    if (steps is None) == (sigmas is None):
+        raise ValueError("give exactly one of `steps` or `sigmas`")
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    grid = _check_grid(karras_steps(steps) if steps is not None else sigmas).to(z_T.device)
+    z = z_T
+    n = grid.numel() - 1
+    for i in range(n):
+        t_n, t_next = grid[i], grid[i + 1]
+        t_tilde = (1.0 - gamma ** 2) ** 0.5 * t_next
+        z = guided_jump(student, z, t_n, t_tilde, cond, uncond, omega, nu)
+        if gamma > 0 and i < n - 1:
+            eps = randn(tuple(z.shape), generator, device=z.device, dtype=z.dtype)
+            z = z + gamma * t_next * eps
+        if callback is not None:
+            callback(i, z)
+    return z
+
+
+@torch.no_grad()
+def teacher_sample(teacher, z_T: torch.Tensor, *, cond: torch.Tensor, uncond: torch.Tensor, omega=5.0,
+                   n_grid: int = 40, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> torch.Tensor:
+    """The teacher baseline: Heun on the N-point Karras grid from sigma_max to sigma_min, CFG omega."""
+    from soundctm.edm import cfg_denoiser, heun_solve
+
+    grid = karras_sigmas(n_grid, sigma_min, sigma_max)
+    den = cfg_denoiser(teacher, cond, uncond, omega)
+    return heun_solve(den, z_T, grid[0], grid[-1], sigmas=grid)
+
+
+def per_example_noise_like(z: torch.Tensor, seeds) -> torch.Tensor:
+    """Noise shaped like z with row i from seed i (batch-split independent)."""
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    return randn(tuple(z.shape), gens, device=z.device, dtype=z.dtype)
+
+
+__all__ = ["karras_steps", "sample", "guided_jump", "teacher_sample", "per_example_noise_like"]
