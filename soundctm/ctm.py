@@ -37,8 +37,9 @@ class CTMStudent(nn.Module):
 
     @classmethod
     def from_teacher(cls, teacher: Precond, **kw) -> CTMStudent:
-        """A student initialised from the teacher's weights (its own copy), new embeddings zeroed."""
-        return cls(copy.deepcopy(teacher.net), teacher.sigma_data, **kw)
+        """A student initialised from the teacher's weights (its own, trainable copy), new embeddings zeroed."""
+        net = copy.deepcopy(teacher.net).requires_grad_(True).train()
+        return cls(net, teacher.sigma_data, **kw)
 
     def g(self, z: torch.Tensor, t, s, cond: torch.Tensor, omega) -> torch.Tensor:
         """The neural output g_theta(z_t, c, omega, t, s): an estimate of z_0. Returns [B, C, T]."""

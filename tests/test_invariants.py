@@ -93,7 +93,9 @@ def test_student_init_equals_teacher_exactly():
             gs = student.g(z, sig, torch.tensor([0.002, 0.5, 20.0]), cond, torch.tensor([1.0, 3.0, 7.0]))
         assert torch.equal(dt, gs), name
         assert dt.abs().max() > 0
-        # weights are copies, not shared
+        # weights are trainable copies, not shared, even when the teacher is frozen
+        frozen = build_student(name, teacher=teacher.requires_grad_(False))
+        assert all(q.requires_grad for q in frozen.parameters())
         next(student.net.parameters()).data.add_(1.0)
         assert not torch.equal(next(student.net.parameters()), next(teacher.net.parameters()))
 

@@ -283,6 +283,9 @@ class DecoderBlock(nn.Sequential):
         )
 
 
+LOGVAR_INIT = -6.0
+
+
 class Encoder(nn.Module):
     """Waveform -> posterior parameters. wav: [B, 1, N] -> (mean, logvar): [B, C, N / hop] each."""
 
@@ -293,7 +296,11 @@ class Encoder(nn.Module):
         for stride in cfg.encoder_rates:
             layers.append(EncoderBlock(d, stride, cfg.dilations))
             d *= 2
-        layers += [Snake(d), _wn_conv(d, 2 * cfg.latent_channels, kernel_size=3, padding=1)]
+        head = _wn_conv(d, 2 * cfg.latent_channels, kernel_size=3, padding=1)
+        with torch.no_grad():
+            # start with a narrow posterior (std ~0.05) so early training is not drowned in sampling noise
+            head.bias[cfg.latent_channels :].fill_(LOGVAR_INIT)
+        layers += [Snake(d), head]
         self.net = nn.Sequential(*layers)
         self.out_dim = d
 

@@ -285,7 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = dataclasses.replace(cfg, vae_train=dataclasses.replace(cfg.vae_train, steps=args.vae_steps))
     if args.clap_steps is not None:
         cfg = dataclasses.replace(cfg, clap_train=dataclasses.replace(cfg.clap_train, steps=args.clap_steps))
-    print(json.dumps(cfg.to_dict(), indent=1))
+    print("resolved configuration:")
+    for k, v in cfg.to_dict().items():
+        print(f"  {k}: {json.dumps(v)}")
     if args.dry_run:
         return 0
 

@@ -24,7 +24,7 @@ __all__ = ["TextTrainConfig", "clap_features", "train_clap", "retrieval_recall"]
 class TextTrainConfig:
     """Settings of a tiny-CLAP training run (defaults: a couple of minutes on one CPU thread)."""
 
-    steps: int = 1500
+    steps: int = 1000
     batch_size: int = 64
     lr: float = 2e-3
     lr_final_fraction: float = 0.05

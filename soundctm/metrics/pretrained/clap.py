@@ -214,14 +214,18 @@ class ClapEmbedder(Embedder):
         return 1  # repeat-padding is part of the protocol
 
     @classmethod
-    def from_weights(cls, path=None, tokenizer_dir=None, device: str | torch.device = "cpu", **kw) -> ClapEmbedder:
-        """Load `630k-audioset-best.pt` (or `path`) and the local RoBERTa tokenizer; one error for all missing."""
+    def from_weights(cls, path=None, tokenizer_dir=None, device: str | torch.device = "cpu",
+                     roberta_overrides: dict | None = None, **kw) -> ClapEmbedder:
+        """Load `630k-audioset-best.pt` (or `path`) and the local RoBERTa tokenizer; one error for all missing.
+
+        roberta_overrides: text-tower size changes for `build_clap_model` (tests only).
+        """
         keys = [k for k, v in (("laion-clap", path), ("roberta-tokenizer", tokenizer_dir)) if v is None]
         found = require_weights(*keys) if keys else {}
         path = path if path is not None else found["laion-clap"]
         tokenizer_dir = tokenizer_dir if tokenizer_dir is not None else found["roberta-tokenizer"]
         tokenizer = load_roberta_tokenizer(tokenizer_dir)
-        model = build_clap_model(device="cpu")
+        model = build_clap_model(device="cpu", roberta_overrides=roberta_overrides)
         # position_ids is a non-persistent buffer in current transformers (laion-clap drops it too).
         load_into(model, load_state_dict(path), ignore_prefixes=("text_branch.embeddings.position_ids",),
                   source=str(path))

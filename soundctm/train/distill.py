@@ -1,0 +1,154 @@
+"""SoundCTM distillation (Algorithm 2; Eqs. 4-9; Appendix C).
+
+One step, per example i of the global batch (all draws from (seed, step, i), `ctm.draw_distill`):
+    t > u >= s on the N = 40 Karras grid (u - t at most `max_ode_steps` grid steps), omega ~ U[omega_range],
+    caption dropout with p_uncond, eps for z_t = z_0 + t eps, and the DSM time/noise;
+    target   = G_sg(Solver(z_t, t, u; phi, omega), u, s)       Heun on the grid with CFG, no grad (Eq. 4)
+    estimate = G_theta(z_t, t, s)                               (Eq. 6)
+    L_CTM    = d(target, estimate), d in {d_teacher (Eq. 5), l2_s, l2_0}                    (Eq. 7)
+    L_DSM    = || z_0 - g_theta(z_t', t', t') ||^2                                          (Eq. 8)
+    L        = L_CTM + lambda_DSM * dsm_weight * L_DSM, lambda adaptive (Appendix C)          (Eq. 9)
+RAdam, gradient clipping at 1000, EMA target sg(theta) with the preset's mu.
+
+The adaptive lambda uses last-layer gradients averaged over all workers, so N workers compute the
+same lambda as one process holding the whole batch.
+
+Library entry point: `distill_tiny_student(teacher_path, preset="tiny-dit", distance="d_teacher") -> Path`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from soundctm.ctm import CTMLoss, apply_dropout, draw_distill, ema_update, make_ema, student_dsm_loss
+from soundctm.edm import _bcast, karras_sigmas
+from soundctm.rng import example_generators
+from soundctm.train.data import pairs_for, worker_indices
+from soundctm.train.loop import TrainConfig, allreduce_mean, run_training
+
+__all__ = ["DistillTask", "tiny_student_config", "distill_tiny_student", "global_adaptive_weight"]
+
+
+def global_adaptive_weight(loss_ctm: torch.Tensor, loss_dsm: torch.Tensor, last_layer: torch.Tensor,
+                           eps: float = 1e-8, max_weight: float = 1e4) -> torch.Tensor:
+    """lambda_DSM = ||grad_L L_CTM|| / ||grad_L L_DSM|| on the last layer (Appendix C), with the
+    gradients averaged over workers first (a no-op in one process). Detached scalar."""
+    g1 = torch.autograd.grad(loss_ctm, last_layer, retain_graph=True, allow_unused=True)[0]
+    g2 = torch.autograd.grad(loss_dsm, last_layer, retain_graph=True, allow_unused=True)[0]
+    if g1 is None or g2 is None:
+        return torch.tensor(1.0)
+    g1, g2 = g1.detach().clone(), g2.detach().clone()
+    allreduce_mean([g1, g2])
+    return (g1.norm() / (g2.norm() + eps)).clamp(max=max_weight)
+
+
+class DistillTask:
+    """Student, EMA target, frozen teacher and the per-step loss of Algorithm 2 for `run_training`."""
+
+    export_kind = "student"
+    log_keys = ("loss", "ctm", "dsm", "lambda_dsm", "omega_mean", "ode_steps_mean")
+
+    def __init__(self, cfg: TrainConfig, data, device, log=print):
+        from soundctm.presets import build_student, build_teacher, model_preset
+
+        self.cfg, self.data, self.device = cfg, data, device
+        if cfg.teacher_path:
+            from soundctm.train.checkpoint import load_export
+
+            teacher = load_export(cfg.teacher_path, device=device)
+            if teacher.export_metadata["kind"] != "teacher":
+                raise ValueError(f"{cfg.teacher_path} is a {teacher.export_metadata['kind']} export, not a teacher")
+            tp = teacher.preset
+            want = model_preset(cfg.preset)
+            if (tp.arch, tp.backbone, tp.latent_shape, tp.cond_shape) != (want.arch, want.backbone, want.latent_shape,
+                                                                         want.cond_shape):
+                raise ValueError(f"teacher {cfg.teacher_path} was trained with preset {tp.name!r}, not {cfg.preset!r}")
+            tcond = teacher.export_metadata.get("extra", {}).get("conditioning", {})
+            for k in ("text_checksum", "vae_checksum"):
+                if k in tcond and k in data.info and tcond[k] != data.info[k]:
+                    raise ValueError(f"teacher {cfg.teacher_path} was trained on different data ({k} "
+                                     f"{tcond[k]} != {data.info[k]})")
+            self.teacher_info = {"path": cfg.teacher_path, "train_config": teacher.export_metadata["train_config"]}
+        else:  # synthetic data only (resolve_config enforces it)
+            teacher = build_teacher(cfg.preset, seed=cfg.seed, device=device)
+            log("distilling a randomly initialised teacher (synthetic data)")
+            self.teacher_info = {"path": None}
+        teacher.eval().requires_grad_(False)
+        self.teacher = teacher
+        self.model = build_student(cfg.preset, seed=cfg.seed, device=device, teacher=teacher).requires_grad_(True)
+        self.preset = self.model.preset
+        self.ema = make_ema(self.model)
+        self.sigmas = karras_sigmas(cfg.n_grid).to(device)
+        self.ctm = CTMLoss(teacher, self.sigmas, distance=cfg.distance)
+        self.uncond = data.uncond.to(device)
+
+    def draws(self, step: int, indices: list[int]):
+        """All random quantities of a step for the given global example indices (`ctm.DistillDraws`)."""
+        cfg = self.cfg
+        gens = example_generators(cfg.seed, step, indices, "distill")
+        return draw_distill(gens, self.sigmas.cpu(), self.preset.latent_shape, omega_range=cfg.omega_range,
+                            p_uncond=cfg.p_uncond, max_ode_steps=cfg.max_ode_steps)
+
+    def losses(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
+        cfg, dev = self.cfg, self.device
+        idx = worker_indices(step, cfg.batch_size, rank, world)
+        z0, cond = self.data.batch(pairs_for(cfg.seed, idx, self.data.n_pairs))
+        d = self.draws(step, idx)
+        z0, cond = z0.to(dev), cond.to(dev)
+        times = type(d.times)(*(x.to(dev) for x in (d.times.it, d.times.iu, d.times.is_, d.times.t, d.times.u,
+                                                      d.times.s)))
+        omega = d.omega.to(dev)
+        cond = apply_dropout(cond, self.uncond, d.drop.to(dev))  # Algorithm 2, line 4
+        z_t = z0 + _bcast(times.t, z0) * d.noise.to(dev)
+        l_ctm = self.ctm(self.model, self.ema, z_t, times, cond, self.uncond, omega).mean()
+        l_dsm = student_dsm_loss(self.model, z0, cond, omega, d.dsm_sigma.to(dev), d.dsm_noise.to(dev)).mean()
+        if cfg.dsm_weight == 0:
+            lam = torch.zeros((), device=dev)
+        elif cfg.adaptive_dsm:
+            lam = cfg.dsm_weight * global_adaptive_weight(l_ctm, l_dsm, self.model.last_layer())
+        else:
+            lam = torch.tensor(cfg.dsm_weight, device=dev)
+        return {"loss": l_ctm + lam * l_dsm, "ctm": l_ctm.detach(), "dsm": l_dsm.detach(), "lambda_dsm": lam.detach(),
+                "omega_mean": omega.mean(), "ode_steps_mean": (times.iu - times.it).float().mean()}
+
+    def update_ema(self) -> None:
+        ema_update(self.ema, self.model, self.cfg.ema_mu)
+
+    def export_extra(self) -> dict:
+        return {"teacher": self.teacher_info}
+
+
+def tiny_student_config(teacher_path, preset: str = "tiny-dit", distance: str = "d_teacher", **overrides) -> TrainConfig:
+    """The settings `distill_tiny_student` uses (CPU, a few minutes). lr 2e-4 (the paper's 8e-5 is for
+    the 1B models and days of GPU time)."""
+    base = dict(kind="distill", preset=preset, distance=distance, steps=400, batch_size=16, checkpoint_every=100,
+                teacher_path=str(teacher_path), data="tiny")
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def distill_tiny_student(teacher_path, preset: str = "tiny-dit", distance: str = "d_teacher", force: bool = False,
+                         *, cache=None, progress: bool = True, log=print, **overrides) -> Path:
+    """Build or reuse a tiny student distilled from `teacher_path`; returns its export path.
+
+    The run lives in `cache_dir()/tiny/runs/student-<preset>-<distance>-<key>/`, key = hash of every
+    setting and of the teacher file's checksum; an interrupted run resumes.
+    """
+    from soundctm.data.latent_cache import file_checksum
+    from soundctm.train.teacher import runs_dir, run_key
+
+    cfg = tiny_student_config(teacher_path, preset, distance, cache=str(cache) if cache is not None else None,
+                              **overrides)
+    key = run_key(cfg, {"teacher": file_checksum(teacher_path)})
+    run_dir = runs_dir(cache) / f"student-{preset}-{distance}-{key}"
+    export = run_dir / "export.safetensors"
+    if export.exists() and not force:
+        return export
+    if force and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    run_training(cfg, run_dir, progress=progress, log=log)
+    return export

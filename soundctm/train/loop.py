@@ -1,0 +1,376 @@
+"""The training loop shared by teacher training and distillation (plain process or Ray worker).
+
+`run_training(config, run_dir)` resolves the config, writes it to `<run_dir>/config.json`, resumes
+from the newest checkpoint if there is one, runs the steps with a tqdm bar (loss, step time, ETA),
+appends one JSON line per step to `<run_dir>/metrics.jsonl`, checkpoints every
+`checkpoint_every` steps, and finally exports the EMA weights to `<run_dir>/export.safetensors`.
+
+Every random quantity of a step derives from (seed, step, global example index) (soundctm.rng),
+and worker r of N processes the global-batch indices r::N; gradients are averaged over workers
+with torch.distributed when it is initialised (Ray Train sets it up), so the code path is the same
+for 1 process and N workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from soundctm.io import write_json
+
+__all__ = ["TrainConfig", "resolve_config", "config_from_dict", "run_training", "PlainContext", "memory_stats",
+           "load_data", "make_optimizer", "allreduce_mean"]
+
+KINDS = ("teacher", "distill")
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
+TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
+TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
+STUDENT_LR_TINY = 2e-4  # tiny students: larger than the paper's 8e-5 to fit a CPU budget
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. None means "the preset's value" (filled in by `resolve_config`)."""
+
+    kind: str = "teacher"  # "teacher" | "distill"
+    preset: str = "tiny-dit"
+    steps: int = 1000
+    batch_size: int = 32  # global batch (split over workers)
+    lr: float | None = None
+    optimizer: str | None = None  # "adamw" | "radam"; teacher default adamw, student radam (App. C)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    seed: int = 0
+    ema_mu: float | None = None  # teacher: 0.999; student: preset.ema_mu (Eq. 7's sg EMA)
+    grad_clip: float = 1000.0
+    p_uncond: float | None = None
+    # distillation (Algorithm 2)
+    distance: str = "d_teacher"
+    omega_range: tuple[float, float] | None = None
+    dsm_weight: float | None = None
+    adaptive_dsm: bool = True
+    max_ode_steps: int | None = None
+    n_grid: int | None = None
+    teacher_path: str | None = None
+    gan: bool = False
+    # data: "tiny" (corpus latents + tiny CLAP conditioning) or "synthetic" (random latents and
+    # conditioning, for tests and benchmarks)
+    data: str = "tiny"
+    cache: str | None = None
+    synthetic_clips: int = 32
+    # bookkeeping
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    threads: int | None = None
+    device: str = "cpu"
+    export: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["omega_range"] is not None:
+            d["omega_range"] = list(d["omega_range"])
+        return d
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown training settings: {sorted(unknown)}")
+    d = dict(d)
+    if d.get("omega_range") is not None:
+        d["omega_range"] = tuple(float(x) for x in d["omega_range"])
+    return TrainConfig(**d)
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill every None from the model preset and check the values."""
+    from soundctm.ctm import CTMLoss
+    from soundctm.presets import model_preset
+
+    if cfg.kind not in KINDS:
+        raise ValueError(f"unknown training kind {cfg.kind!r}; expected one of {KINDS}")
+    p = model_preset(cfg.preset)
+    teacher = cfg.kind == "teacher"
+    tiny = cfg.preset.startswith("tiny")
+    lr = cfg.lr
+    if lr is None:
+        lr = TEACHER_LR.get(cfg.preset, 1e-4) if teacher else (STUDENT_LR_TINY if tiny else p.lr)
+    out = dataclasses.replace(
+        cfg,
+        lr=float(lr),
+        optimizer=cfg.optimizer or ("adamw" if teacher else "radam"),
+        ema_mu=float(cfg.ema_mu if cfg.ema_mu is not None else (TEACHER_EMA if teacher else p.ema_mu)),
+        p_uncond=float(cfg.p_uncond if cfg.p_uncond is not None else p.p_uncond),
+        omega_range=tuple(float(x) for x in (cfg.omega_range or p.omega_range)),
+        dsm_weight=float(cfg.dsm_weight if cfg.dsm_weight is not None else p.dsm_weight),
+        max_ode_steps=int(cfg.max_ode_steps if cfg.max_ode_steps is not None else (p.max_ode_steps or p.n_grid - 1)),
+        n_grid=int(cfg.n_grid or p.n_grid),
+        teacher_path=str(Path(cfg.teacher_path).expanduser().resolve()) if cfg.teacher_path else None,
+    )
+    if out.optimizer not in ("adamw", "radam"):
+        raise ValueError(f"unknown optimizer {out.optimizer!r}; expected 'adamw' or 'radam'")
+    if out.distance not in CTMLoss.DISTANCES:
+        raise ValueError(f"unknown CTM distance {out.distance!r}; expected one of {CTMLoss.DISTANCES}")
+    if out.data not in ("tiny", "synthetic"):
+        raise ValueError(f"unknown data source {out.data!r}; expected 'tiny' or 'synthetic'")
+    if out.data == "tiny" and not tiny:
+        raise ValueError(f"preset {out.preset!r} needs its own latent cache; data='tiny' only serves tiny presets")
+    for name in ("steps", "batch_size", "checkpoint_every"):
+        if getattr(out, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(out, name)}")
+    if not 0 <= out.p_uncond < 1 or not 0 <= out.ema_mu < 1 or out.lr <= 0:
+        raise ValueError("need 0 <= p_uncond < 1, 0 <= ema_mu < 1 and lr > 0")
+    if out.omega_range[0] > out.omega_range[1]:
+        raise ValueError(f"omega_range must be (low, high), got {out.omega_range}")
+    if not 1 <= out.max_ode_steps <= out.n_grid - 1:
+        raise ValueError(f"max_ode_steps must be in [1, {out.n_grid - 1}], got {out.max_ode_steps}")
+    if out.kind == "distill" and out.teacher_path is None and out.data != "synthetic":
+        raise ValueError("distillation needs --teacher (an exported teacher); only synthetic data may use a "
+                         "randomly initialised one")
+    if out.gan:
+        raise NotImplementedError("the GAN term is not implemented; run without --gan")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def memory_stats(device: str | torch.device = "cpu") -> dict[str, float]:
+    """Current and peak RSS of this process in MiB, and CUDA peak allocated memory when on a GPU."""
+    out = {}
+    try:
+        with open("/proc/self/statm") as f:
+            out["rss_mib"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        pass
+    try:
+        import resource
+
+        out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:
+        pass
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        out["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def allreduce_mean(tensors: list[torch.Tensor]) -> None:
+    """In-place mean over workers (no-op in a single process)."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return
+    w = dist.get_world_size()
+    for t in tensors:
+        dist.all_reduce(t)
+        t.div_(w)
+
+
+def load_data(cfg: TrainConfig, log=print):
+    """The conditioned latents a run trains on (see `soundctm.train.data`)."""
+    from soundctm.presets import model_preset
+    from soundctm.train.data import ConditionedLatents, tiny_conditioned
+
+    p = model_preset(cfg.preset)
+    if cfg.data == "tiny":
+        return tiny_conditioned(p, cfg.cache, log=log)
+    # synthetic: clip latents with channel-dependent structure and one random caption vector per pair
+    g = torch.Generator().manual_seed(cfg.seed + 12345)
+    n = cfg.synthetic_clips
+    c, t = p.latent_shape
+    lat = p.sigma_data * torch.randn(n, c, t, generator=g)
+    cond = torch.nn.functional.normalize(torch.randn(2 * n, *p.cond_shape, generator=g), dim=-1)
+    uncond = torch.zeros(1, *p.cond_shape)
+    return ConditionedLatents(lat, cond, torch.arange(2 * n) // 2, [f"synthetic {i}" for i in range(2 * n)], uncond,
+                              {"source": "synthetic", "seed": cfg.seed + 12345, "mode": "synthetic"})
+
+
+# ----------------------------------------------------------------------------------------------- contexts
+
+
+class PlainContext:
+    """A single process: rank 0 of 1; checkpoints live in `<run_dir>/checkpoints`."""
+
+    rank, world = 0, 1
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+
+    def load_latest(self):
+        from soundctm.train.checkpoint import load_latest
+
+        return load_latest(self.run_dir)
+
+    def save(self, state: dict, metrics: dict, keep: int) -> None:
+        from soundctm.train.checkpoint import save_checkpoint
+
+        save_checkpoint(self.run_dir, state, keep=keep)
+
+    def report(self, metrics: dict) -> None:
+        pass
+
+
+def _metrics_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "metrics.jsonl"
+
+
+def _truncate_metrics(path: Path, start: int) -> None:
+    """Drop log lines of steps >= start (they are re-run after a resume)."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+        if rec.get("step", -1) < start:
+            keep.append(line)
+    from soundctm.io import write_text
+
+    write_text(path, "".join(x + "\n" for x in keep))
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-step records of a run's metrics.jsonl."""
+    path = _metrics_path(Path(run_dir))
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- the loop
+
+
+def make_task(cfg: TrainConfig, data, device, log=print):
+    if cfg.kind == "teacher":
+        from soundctm.train.teacher import TeacherTask
+
+        return TeacherTask(cfg, data, device)
+    from soundctm.train.distill import DistillTask
+
+    return DistillTask(cfg, data, device, log=log)
+
+
+def run_training(config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, progress: bool = True,
+                 log=print) -> dict[str, Any]:
+    """Train (or resume) a run in `run_dir`. Returns a summary: steps, wall time, last losses, export path."""
+    cfg = resolve_config(config)
+    run_dir = Path(run_dir)
+    ctx = ctx or PlainContext(run_dir)
+    main = ctx.rank == 0
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", cfg.to_dict())
+    t_setup = time.perf_counter()
+    data = load_data(cfg, log=log if main else (lambda *a, **k: None))
+    task = make_task(cfg, data, device, log=log if main else (lambda *a, **k: None))
+    opt = make_optimizer(task.model.parameters(), cfg)
+    start = 0
+    state = ctx.load_latest()
+    if state is not None:
+        now = json.loads(json.dumps(cfg.to_dict()))
+        diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and state["config"].get(k) != now[k])
+        if diff:
+            raise ValueError(f"{run_dir} holds a run with different settings ({diff}); use another --run-dir")
+        task.model.load_state_dict(state["model"])
+        task.ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        start = int(state["step"])
+        if main:
+            log(f"resumed {run_dir} at step {start}")
+    setup_seconds = time.perf_counter() - t_setup
+    mpath = _metrics_path(run_dir)
+    if main:
+        _truncate_metrics(mpath, start)
+    bar = None
+    if main and progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.kind} {cfg.preset}", unit="step", mininterval=1.0,
+                   dynamic_ncols=True)
+    t_run = time.perf_counter()
+    last: dict[str, float] = {}
+    mf = open(mpath, "a") if main else None
+    try:
+        for step in range(start, cfg.steps):
+            t0 = time.perf_counter()
+            task.model.train()
+            for gr in opt.param_groups:
+                gr["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+            out = task.losses(step, ctx.rank, ctx.world)
+            opt.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            grads = [p.grad for p in task.model.parameters() if p.grad is not None]
+            allreduce_mean(grads)
+            gnorm = torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
+            opt.step()
+            task.update_ema()
+            scalars = torch.stack([out[k].detach().float().reshape(()) for k in task.log_keys])
+            allreduce_mean([scalars])
+            dt = time.perf_counter() - t0
+            last = {k: float(v) for k, v in zip(task.log_keys, scalars)}
+            rec = {"step": step, **last, "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"],
+                   "step_seconds": dt, **memory_stats(device)}
+            if mf is not None:
+                mf.write(json.dumps(rec) + "\n")
+                mf.flush()
+            if bar is not None:
+                bar.set_postfix(loss=f"{last['loss']:.4f}", step_s=f"{dt:.3f}", refresh=False)
+                bar.update(1)
+            if not math.isfinite(last["loss"]):
+                raise FloatingPointError(f"non-finite loss at step {step}: {last}")
+            nxt = step + 1
+            if nxt % cfg.checkpoint_every == 0 or nxt == cfg.steps:
+                st = {"step": nxt, "model": task.model.state_dict(), "ema": task.ema.state_dict(),
+                      "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()},
+                      "config": json.loads(json.dumps(cfg.to_dict()))}
+                ctx.save(st if main else None, rec, cfg.keep_checkpoints)
+    finally:
+        if bar is not None:
+            bar.close()
+        if mf is not None:
+            mf.close()
+    run_seconds = time.perf_counter() - t_run
+    export = None
+    if main and cfg.export:
+        from soundctm.train.checkpoint import export_model
+
+        export = export_model(run_dir / "export.safetensors", task.ema, kind=task.export_kind,
+                              preset=task.preset, train_config=cfg.to_dict(),
+                              extra={"conditioning": data.info, "steps": cfg.steps, **task.export_extra()})
+    summary = {"run_dir": str(run_dir), "steps": cfg.steps, "resumed_from": start, "setup_seconds": setup_seconds,
+               "train_seconds": run_seconds, "last": last, "export": str(export) if export else None,
+               "torch_threads": torch.get_num_threads(), **memory_stats(device)}
+    if main:
+        write_json(run_dir / "summary.json", summary)
+    return summary
