@@ -3,12 +3,26 @@
 import pytest
 import torch
 
-from soundctm.ctm import CTMLoss, distill_losses, draw_distill, ema_update, make_ema
+from soundctm.ctm import CTMLoss, _bcast, distill_losses, draw_distill, ema_update, make_ema
 from soundctm.edm import karras_sigmas
 from soundctm.presets import build_student, build_teacher
 from soundctm.rng import example_generators
 
-FALL_FACTOR = 3.0  # the CTM loss over the last 10 steps must be at least this many times below the first 10
+# The CTM loss on fixed probe draws (same z_0, t, s, u, omega, noise) must fall by at least this factor
+# over 100 steps (measured on a 2-core CPU: d_teacher 0.479 -> 0.211, l2_s 0.0226 -> 0.0115).
+FALL_FACTOR = {"d_teacher": 1.8, "l2_s": 1.6}
+B = 4
+
+
+def _probe(loss_fn, student, ema, z0, cond, uncond, sigmas, p):
+    vals = []
+    with torch.no_grad():
+        for k in range(4):
+            draws = draw_distill(example_generators(123, f"probe{k}", range(B)), sigmas, p.latent_shape,
+                                 omega_range=p.omega_range, p_uncond=0.0, max_ode_steps=p.max_ode_steps)
+            zt = z0 + _bcast(draws.times.t, z0) * draws.noise
+            vals.append(float(loss_fn(student, ema, zt, draws.times, cond, uncond, draws.omega).mean()))
+    return sum(vals) / len(vals)
 
 
 @pytest.mark.slow
@@ -17,7 +31,7 @@ def test_ctm_loss_falls_on_random_latents(distance):
     torch.manual_seed(0)
     teacher = build_teacher("tiny-dit", seed=0)
     p = teacher.preset
-    # a fixed, non-trivial teacher: random small output weights instead of the zero-init
+    # a fixed, non-trivial teacher: random small weights in place of the zero-initialised output layers
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for prm in teacher.parameters():
@@ -29,21 +43,18 @@ def test_ctm_loss_falls_on_random_latents(distance):
     opt = torch.optim.RAdam(student.parameters(), lr=1e-3)
     sigmas = karras_sigmas(p.n_grid)
     loss_fn = CTMLoss(teacher, sigmas, distance=distance)
-    c, t = p.latent_shape
-    z0 = torch.randn(8, c, t, generator=g) * p.sigma_data
-    cond = torch.nn.functional.normalize(torch.randn(8, *p.cond_shape, generator=g), dim=-1)
+    z0 = torch.randn(B, *p.latent_shape, generator=g) * p.sigma_data
+    cond = torch.nn.functional.normalize(torch.randn(B, *p.cond_shape, generator=g), dim=-1)
     uncond = torch.zeros(1, *p.cond_shape)
-    hist = []
+    before = _probe(loss_fn, student, ema, z0, cond, uncond, sigmas, p)
     for step in range(100):
-        gens = example_generators(0, step, range(8))
-        draws = draw_distill(gens, sigmas, (c, t), omega_range=p.omega_range, p_uncond=p.p_uncond,
-                             max_ode_steps=p.max_ode_steps)
+        draws = draw_distill(example_generators(0, step, range(B)), sigmas, p.latent_shape,
+                             omega_range=p.omega_range, p_uncond=p.p_uncond, max_ode_steps=p.max_ode_steps)
         out = distill_losses(student, ema, loss_fn, z0, cond, uncond, draws, dsm_weight=0.0)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
         opt.step()
         ema_update(ema, student, p.ema_mu)
-        hist.append(float(out["ctm"]))
-    first, last = sum(hist[:10]) / 10, sum(hist[-10:]) / 10
-    assert all(h == h for h in hist)  # no NaN
-    assert last * FALL_FACTOR < first, (first, last)
+        assert torch.isfinite(out["loss"])
+    after = _probe(loss_fn, student, ema, z0, cond, uncond, sigmas, p)
+    assert after * FALL_FACTOR[distance] < before, (before, after)

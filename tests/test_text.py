@@ -96,7 +96,9 @@ def test_clap_save_load_identical(tmp_path):
     with torch.no_grad():
         for a, b in zip(clap.encode(CAPTIONS + [""]), loaded.encode(CAPTIONS + [""])):
             torch.testing.assert_close(a, b, atol=0, rtol=0)
-        torch.testing.assert_close(clap.audio_embed(wav, 16000), loaded.audio_embed(wav, 16000), atol=0, rtol=0)
+        torch.testing.assert_close(
+            clap.audio_embed(wav, 16000), loaded.audio_embed(wav, 16000), atol=0, rtol=0
+        )
     assert loaded.checksum() == clap.checksum()
     assert get_text_encoder("tiny-clap", path=path).checksum() == clap.checksum()
 
@@ -112,7 +114,9 @@ def test_audio_embed_resamples_and_is_unit_norm():
         e16 = clap.audio_embed(x16, 16000)
         e44 = clap.audio_embed(x44, 44100)
         e2d = clap.audio_embed(x16[:, 0], 16000)
-        other = clap.audio_embed(0.3 * torch.randn(1, 1, 16000, generator=torch.Generator().manual_seed(0)), 16000)
+        other = clap.audio_embed(
+            0.3 * torch.randn(1, 1, 16000, generator=torch.Generator().manual_seed(0)), 16000
+        )
     assert e16.shape == (1, 32)
     torch.testing.assert_close(e16.norm(dim=-1), torch.ones(1))
     torch.testing.assert_close(e2d, e16)
@@ -131,10 +135,19 @@ def _toy_pairs(n_per_class: int, seed: int):
     g = torch.Generator().manual_seed(seed)
     t = torch.arange(8000) / 16000
     classes = [
-        (lambda: torch.sin(2 * math.pi * (200 + 20 * torch.rand((), generator=g)) * t), ["a low hum", "humming low"]),
-        (lambda: torch.sin(2 * math.pi * (3000 + 200 * torch.rand((), generator=g)) * t), ["a high whistle", "whistling high"]),
+        (
+            lambda: torch.sin(2 * math.pi * (200 + 20 * torch.rand((), generator=g)) * t),
+            ["a low hum", "humming low"],
+        ),
+        (
+            lambda: torch.sin(2 * math.pi * (3000 + 200 * torch.rand((), generator=g)) * t),
+            ["a high whistle", "whistling high"],
+        ),
         (lambda: torch.randn(8000, generator=g) * 0.5, ["static noise", "a hiss of noise"]),
-        (lambda: torch.sin(2 * math.pi * 800 * t) * (torch.sin(2 * math.pi * 6 * t) > 0), ["beeping tone", "a tone beeps"]),
+        (
+            lambda: torch.sin(2 * math.pi * 800 * t) * (torch.sin(2 * math.pi * 6 * t) > 0),
+            ["beeping tone", "a tone beeps"],
+        ),
     ]
     audio, caps = [], []
     for _ in range(n_per_class):

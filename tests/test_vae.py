@@ -154,7 +154,9 @@ def test_kl_is_zero_for_standard_normal_posterior():
 def test_a_few_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     audio = _tones(8, 2048)
-    cfg = VAETrainConfig(steps=30, batch_size=4, crop_samples=1024, lr=3e-3, warmup_steps=2, seed=0, **FAST_MEL)
+    cfg = VAETrainConfig(
+        steps=30, batch_size=4, crop_samples=1024, lr=3e-3, warmup_steps=2, seed=0, **FAST_MEL
+    )
     vae = AudioAutoencoder(MICRO)
     fixed = audio[:4, :, :1024]
     with torch.no_grad():

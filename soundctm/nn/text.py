@@ -303,7 +303,9 @@ def _resample(wav: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(y.T))[:, None].to(wav.device, wav.dtype)
 
 
-def contrastive_loss(audio_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+def contrastive_loss(
+    audio_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
     """Symmetric InfoNCE (CLIP/CLAP). audio_emb, text_emb: [B, E] unit norm; row i pairs with row i."""
     logits = logit_scale.exp().clamp(max=100.0) * audio_emb @ text_emb.t()
     target = torch.arange(len(logits), device=logits.device)
@@ -367,7 +369,9 @@ class TinyCLAP(TextEncoder):
             raise ValueError(f"{wav.shape[0]} clips but {len(captions)} captions")
         return (self.audio_embed(wav, sample_rate) * self.text_embed(captions)).sum(-1)
 
-    def loss(self, wav_or_feats: torch.Tensor, captions: Sequence[str], features: bool = False) -> torch.Tensor:
+    def loss(
+        self, wav_or_feats: torch.Tensor, captions: Sequence[str], features: bool = False
+    ) -> torch.Tensor:
         """Contrastive loss of a paired batch; `features=True` if the input is `audio.features(...)`."""
         a = self.audio.forward_features(wav_or_feats) if features else self.audio(wav_or_feats)
         return contrastive_loss(a, self.text_embed(captions), self.logit_scale)

@@ -450,9 +450,7 @@ class AudioAutoencoder(nn.Module):
         self.normalisation_fitted.fill_(True)
 
     @torch.no_grad()
-    def fit_normalisation_from_audio(
-        self, batches: Iterable[torch.Tensor], sigma_data: float
-    ) -> None:
+    def fit_normalisation_from_audio(self, batches: Iterable[torch.Tensor], sigma_data: float) -> None:
         """Convenience: `fit_normalisation` on the posterior means of audio batches [B, 1, N]."""
         self.fit_normalisation((self.encode_posterior(w)[0] for w in batches), sigma_data)
 

@@ -142,10 +142,26 @@ def get_tiny_components(
     out = components_dir(cache)
     out.mkdir(parents=True, exist_ok=True)
     cfg = config.to_dict()
-    vae_key = _key({"v": FORMAT_VERSION, "corpus": corpus.corpus_id, "seed": cfg["seed"], "vae": cfg["vae"],
-                    "vae_train": cfg["vae_train"], "sigma_data": cfg["sigma_data"]})
-    clap_key = _key({"v": FORMAT_VERSION, "corpus": corpus.corpus_id, "seed": cfg["seed"], "text": cfg["text"],
-                     "audio": cfg["audio"], "clap_train": cfg["clap_train"]})
+    vae_key = _key(
+        {
+            "v": FORMAT_VERSION,
+            "corpus": corpus.corpus_id,
+            "seed": cfg["seed"],
+            "vae": cfg["vae"],
+            "vae_train": cfg["vae_train"],
+            "sigma_data": cfg["sigma_data"],
+        }
+    )
+    clap_key = _key(
+        {
+            "v": FORMAT_VERSION,
+            "corpus": corpus.corpus_id,
+            "seed": cfg["seed"],
+            "text": cfg["text"],
+            "audio": cfg["audio"],
+            "clap_train": cfg["clap_train"],
+        }
+    )
     vae_path, clap_path, build_path = out / "vae.safetensors", out / "clap.safetensors", out / "build.json"
     build = {}
     if build_path.exists() and not force:
@@ -171,10 +187,20 @@ def get_tiny_components(
         t0 = time.time()
         hist = train_vae(vae, audio, config.vae_train, progress=progress)
         t1 = time.time()
-        vae.fit_normalisation_from_audio((audio[i : i + 16] for i in range(0, len(audio), 16)), config.sigma_data)
-        build["vae"] = {"key": vae_key, "train_seconds": t1 - t0, "normalisation_seconds": time.time() - t1,
-                        "loss_first": hist["loss"][0], "loss_last": hist["loss"][-1],
-                        "mel_first": hist["mel"][0], "mel_last": hist["mel"][-1], "kl_last": hist["kl"][-1]}
+        vae.fit_normalisation_from_audio(
+            (audio[i : i + 16] for i in range(0, len(audio), 16)), config.sigma_data
+        )
+        build["vae"] = {
+            "key": vae_key,
+            "train_seconds": t1 - t0,
+            "train_cpu_seconds": hist["cpu_seconds"],
+            "normalisation_seconds": time.time() - t1,
+            "loss_first": hist["loss"][0],
+            "loss_last": hist["loss"][-1],
+            "mel_first": hist["mel"][0],
+            "mel_last": hist["mel"][-1],
+            "kl_last": hist["kl"][-1],
+        }
         vae.save(vae_path, extra_metadata={"key": vae_key, "corpus": corpus.corpus_id, "settings": cfg})
         build["vae"]["checksum"] = vae.checksum()
     clap = _load_if_current(TinyCLAP, clap_path, clap_key, force)
@@ -184,13 +210,24 @@ def get_tiny_components(
         _seed_everything(config.seed)
         clap = TinyCLAP(_vocabulary(caps), config.text, config.audio)
         hist = train_clap(clap, audio, caps, config.clap_train, progress=progress)
-        build["clap"] = {"key": clap_key, "train_seconds": hist["seconds"], "loss_first": hist["loss"][0],
-                         "loss_last": hist["loss"][-1], "vocabulary_size": len(clap.vocabulary)}
+        build["clap"] = {
+            "key": clap_key,
+            "train_seconds": hist["seconds"],
+            "loss_first": hist["loss"][0],
+            "loss_last": hist["loss"][-1],
+            "vocabulary_size": len(clap.vocabulary),
+        }
         clap.save(clap_path, extra_metadata={"key": clap_key, "corpus": corpus.corpus_id, "settings": cfg})
         build["clap"]["checksum"] = clap.checksum()
     if train is not None:  # something was (re)built: record how
-        build.update({"format_version": FORMAT_VERSION, "corpus": corpus.corpus_id, "settings": cfg,
-                      "wall_seconds": time.time() - t_start})
+        build.update(
+            {
+                "format_version": FORMAT_VERSION,
+                "corpus": corpus.corpus_id,
+                "settings": cfg,
+                "wall_seconds": time.time() - t_start,
+            }
+        )
         from soundctm.io import write_json
 
         write_json(build_path, build)
@@ -258,7 +295,8 @@ def _report_text(res: dict) -> str:
     r = res["clap_retrieval"]
     lines += [
         "",
-        f"tiny CLAP text->audio retrieval on the test split ({r['n_queries']} queries, {r['n_clips']} clips):",
+        f"tiny CLAP text->audio retrieval on the test split "
+        f"({r['n_queries']} queries, {r['n_clips']} clips):",
         f"  recall@1 {r['recall@1']:.3f} (chance {r['chance@1']:.3f})   "
         f"recall@5 {r['recall@5']:.3f} (chance {r['chance@5']:.3f})   mean rank {r['mean_rank']:.1f}",
     ]
@@ -292,7 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     t0 = time.time()
-    corpus, vae, clap = get_tiny_components(args.cache, config=cfg, force=args.force, progress=not args.no_progress)
+    corpus, vae, clap = get_tiny_components(
+        args.cache, config=cfg, force=args.force, progress=not args.no_progress
+    )
     ev = evaluate_components(corpus, vae, clap)
     counts = corpus.counts
     n_train = counts.get("train", corpus.n_train)

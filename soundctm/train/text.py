@@ -42,13 +42,17 @@ def _lr_at(step: int, cfg: TextTrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+    return cfg.lr * (
+        cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0)))
+    )
 
 
 @torch.no_grad()
 def clap_features(clap: TinyCLAP, audio: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Scaled log-mel features of `audio` [N, 1, L] (at clap.sample_rate) -> [N, n_mels, frames]."""
-    return torch.cat([clap.audio.features(audio[i : i + batch_size]) for i in range(0, len(audio), batch_size)])
+    return torch.cat(
+        [clap.audio.features(audio[i : i + batch_size]) for i in range(0, len(audio), batch_size)]
+    )
 
 
 def train_clap(
@@ -134,7 +138,10 @@ def retrieval_recall(
     if not queries:
         raise ValueError("no captions to query with")
     t = torch.cat(
-        [clap.text_embed([c for _, c in queries[j : j + batch_size]]) for j in range(0, len(queries), batch_size)]
+        [
+            clap.text_embed([c for _, c in queries[j : j + batch_size]])
+            for j in range(0, len(queries), batch_size)
+        ]
     )
     target = torch.tensor([i for i, _ in queries])
     sims = t @ a.to(t).t()  # [Q, N]

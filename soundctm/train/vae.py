@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from soundctm.nn.vae import AudioAutoencoder, stft_magnitude, log_mel, mel_filterbank
+from soundctm.nn.vae import AudioAutoencoder, log_mel, mel_filterbank, stft_magnitude
 
 __all__ = [
     "VAETrainConfig",
@@ -48,10 +48,10 @@ DAC_MEL_BINS = (5, 10, 20, 40, 80, 160, 320)
 class VAETrainConfig:
     """Settings of a VAE training run (defaults: the tiny tier, a few minutes on one CPU thread)."""
 
-    steps: int = 700
+    steps: int = 480
     batch_size: int = 8
     crop_samples: int = 8192
-    lr: float = 2e-3
+    lr: float = 1e-3
     lr_final_fraction: float = 0.05  # cosine decay from lr to lr * this
     warmup_steps: int = 20
     betas: tuple[float, float] = (0.8, 0.99)  # DAC's AdamW betas
@@ -60,6 +60,7 @@ class VAETrainConfig:
     mel_weight: float = 15.0  # App. C.2
     kl_weight: float = 1e-5  # App. C.2
     sc_weight: float = 0.0  # optional spectral convergence (not in the paper)
+    wave_weight: float = 0.0  # optional waveform L1 (not in the paper; a cheap phase anchor without a GAN)
     adv_weight: float = 0.0  # App. C.2 uses 1.0 (needs a discriminator; not implemented here)
     fm_weight: float = 0.0  # App. C.2 uses 2.0 (needs a discriminator; not implemented here)
     mel_windows: tuple[int, ...] = DAC_MEL_WINDOWS
@@ -132,6 +133,10 @@ def vae_loss(
     kl = kl_loss(mean, logvar)
     loss = cfg.mel_weight * mel + cfg.kl_weight * kl
     parts = {"mel": float(mel.detach().mean()), "kl": float(kl.detach().mean())}
+    if cfg.wave_weight:
+        wave = (x_hat - x).abs().mean(dim=(1, 2))
+        loss = loss + cfg.wave_weight * wave
+        parts["wave"] = float(wave.detach().mean())
     if cfg.sc_weight:
         sc = spectral_convergence_loss(x_hat, x)
         loss = loss + cfg.sc_weight * sc
@@ -149,9 +154,7 @@ def _lr_at(step: int, cfg: VAETrainConfig) -> float:
     return cfg.lr * f
 
 
-def _random_crops(
-    audio: torch.Tensor, batch: int, crop: int, g: torch.Generator
-) -> torch.Tensor:
+def _random_crops(audio: torch.Tensor, batch: int, crop: int, g: torch.Generator) -> torch.Tensor:
     """audio: [N, 1, L] -> random crops [batch, 1, crop] (clip and offset drawn from `g`)."""
     n, _, length = audio.shape
     idx = torch.randint(0, n, (batch,), generator=g)
@@ -185,7 +188,9 @@ def train_vae(
             f"crop_samples={cfg.crop_samples} is too short for the largest mel window {max(cfg.mel_windows)}"
         )
     if audio.shape[-1] < cfg.crop_samples:
-        raise ValueError(f"clips of {audio.shape[-1]} samples are shorter than crop_samples={cfg.crop_samples}")
+        raise ValueError(
+            f"clips of {audio.shape[-1]} samples are shorter than crop_samples={cfg.crop_samples}"
+        )
     dev = next(vae.parameters()).device
     g_data = torch.Generator().manual_seed(cfg.seed)
     g_noise = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
@@ -258,7 +263,9 @@ def si_sdr(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-8) -> torch.Ten
     alpha = (est * ref).sum(dim=1) / ref_e.clamp_min(eps)
     target = alpha[:, None] * ref
     noise = est - target
-    out = 10 * torch.log10((target * target).sum(dim=1).clamp_min(1e-20) / (noise * noise).sum(dim=1).clamp_min(1e-20))
+    out = 10 * torch.log10(
+        (target * target).sum(dim=1).clamp_min(1e-20) / (noise * noise).sum(dim=1).clamp_min(1e-20)
+    )
     undefined = ((est * est).sum(dim=1) < eps) | (ref_e < eps)
     return out.masked_fill(undefined, float("nan")).float()
 
@@ -268,7 +275,9 @@ def baseline_silence(x: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(x)
 
 
-def baseline_lowpass(x: torch.Tensor, sample_rate: int, cutoff_hz: float = 1000.0, order: int = 8) -> torch.Tensor:
+def baseline_lowpass(
+    x: torch.Tensor, sample_rate: int, cutoff_hz: float = 1000.0, order: int = 8
+) -> torch.Tensor:
     """Zero-phase Butterworth low-passed copy (scipy sosfiltfilt). x: [B, 1, N] -> [B, 1, N]."""
     from scipy.signal import butter, sosfiltfilt
 
@@ -282,7 +291,10 @@ def reconstruct(vae: AudioAutoencoder, audio: torch.Tensor, batch_size: int = 16
     """decode(encode(x)) with posterior means, in batches. audio: [N, 1, L] -> [N, 1, L]."""
     vae.eval()
     dev = next(vae.parameters()).device
-    outs = [vae.decode(vae.encode(audio[i : i + batch_size].to(dev))).cpu() for i in range(0, len(audio), batch_size)]
+    outs = [
+        vae.decode(vae.encode(audio[i : i + batch_size].to(dev))).cpu()
+        for i in range(0, len(audio), batch_size)
+    ]
     return torch.cat(outs)
 
 
