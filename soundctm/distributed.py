@@ -15,7 +15,14 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["ray_available", "init_ray", "actor_resources", "extract_chunks_ray", "run_training_ray", "RayTrainContext"]
+__all__ = [
+    "ray_available",
+    "init_ray",
+    "actor_resources",
+    "extract_chunks_ray",
+    "run_training_ray",
+    "RayTrainContext",
+]
 
 
 # ============================================================================ 1. Ray session helpers
@@ -176,18 +183,18 @@ class RayTrainContext:
     """The loop's context inside a Ray Train worker: rank/world from Ray, checkpoints reported to Ray."""
 
     def __init__(self, run_dir):
-        import ray.train
-
         from pathlib import Path
+
+        import ray.train
 
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.run_dir = Path(run_dir)
 
     def load_latest(self):
-        import ray.train
-
         from pathlib import Path
+
+        import ray.train
 
         from soundctm.io import load_state
         from soundctm.train.checkpoint import load_latest
@@ -200,10 +207,9 @@ class RayTrainContext:
 
     def save(self, state, metrics: dict, keep: int) -> None:
         import tempfile
+        from pathlib import Path
 
         import ray.train
-
-        from pathlib import Path
 
         from soundctm.io import save_state
         from soundctm.train.checkpoint import save_checkpoint
@@ -275,8 +281,15 @@ def run_training_ray(config, run_dir, *, workers: int, gpus: bool = False, max_f
         cpus = max(min(1.0, float(res.get("CPU", 1.0)) / workers), 0.01)
         trainer = TorchTrainer(
             _train_worker,
-            train_loop_config={"config": cfg.to_dict(), "run_dir": str(run_dir), "gpus": gpus, "progress": progress},
-            scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus, resources_per_worker={"CPU": cpus}),
+            train_loop_config={
+                "config": cfg.to_dict(),
+                "run_dir": str(run_dir),
+                "gpus": gpus,
+                "progress": progress,
+            },
+            scaling_config=ScalingConfig(
+                num_workers=workers, use_gpu=gpus, resources_per_worker={"CPU": cpus}
+            ),
             torch_config=TorchConfig(backend="nccl" if gpus else "gloo"),
             run_config=RunConfig(name="ray-train", storage_path=str(storage_path or run_dir / "ray"),
                                  failure_config=FailureConfig(max_failures=max_failures),

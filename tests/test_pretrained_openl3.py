@@ -72,7 +72,9 @@ def test_local_weights_roundtrip(net, tmp_path, monkeypatch):
 
     loaded = get_embedder("openl3")
     x = np.random.default_rng(2).standard_normal(30000) * 0.1
-    assert np.array_equal(loaded.embed([x], 48000)["embeddings"], O.OpenL3Embedder(net).embed([x], 48000)["embeddings"])
+    assert np.array_equal(
+        loaded.embed([x], 48000)["embeddings"], O.OpenL3Embedder(net).embed([x], 48000)["embeddings"]
+    )
 
 
 def test_missing_weights_message(tmp_path, monkeypatch):

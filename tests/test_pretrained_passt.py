@@ -11,7 +11,10 @@ torch.set_num_threads(1)
 SR = P.SAMPLE_RATE
 
 
-@pytest.mark.parametrize("seconds,count,padded_last", [(10.0, 1, False), (10.03, 2, True), (4.0, 1, True), (25.0, 4, False), (23.0, 4, True)])
+@pytest.mark.parametrize(
+    "seconds,count,padded_last",
+    [(10.0, 1, False), (10.03, 2, True), (4.0, 1, True), (25.0, 4, False), (23.0, 4, True)],
+)
 def test_stable_audio_windows(seconds, count, padded_last):
     x = np.random.default_rng(0).standard_normal(int(seconds * SR)) * 0.3
     ws = P.stable_audio_windows(x)
@@ -33,7 +36,7 @@ def test_stable_audio_short_clips():
 def test_audioldm_window():
     x = np.full(5 * SR, 0.25)
     w = P.audioldm_window(x + np.linspace(-0.1, 0.1, 5 * SR))
-    assert w.shape == (10 * SR,) and np.all(w[5 * SR:] == 0)
+    assert w.shape == (10 * SR,) and np.all(w[5 * SR :] == 0)
     assert abs(w[: 5 * SR].mean()) < 1e-6  # mean removed before padding
     assert P.audioldm_window(np.ones(12 * SR)).shape == (10 * SR,)
 

@@ -1,11 +1,12 @@
 """Pretrained text encoders (metrics env): LAION-CLAP single token and FLAN-T5 tokens from a local directory."""
 
-import json
-
 import pytest
 import torch
 
+from soundctm.metrics.pretrained.weights import set_offline_env
 from soundctm.paths import MissingAssetsError
+
+set_offline_env()  # before anything imports Hugging Face code
 
 torch.set_num_threads(1)
 
@@ -24,13 +25,25 @@ def _tiny_t5_dir(d):
     transformers = pytest.importorskip("transformers")
     tokenizers = pytest.importorskip("tokenizers")
     words = ["<pad>", "</s>", "<unk>", "a", "dog", "barks", "rain", "on", "roof"]
-    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tk = tokenizers.Tokenizer(
+        tokenizers.models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>")
+    )
     tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    tk.post_processor = tokenizers.processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>",
-                                                unk_token="<unk>")
-    cfg = transformers.T5Config(vocab_size=len(words), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
-                                decoder_start_token_id=0)
+    tk.post_processor = tokenizers.processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    cfg = transformers.T5Config(
+        vocab_size=len(words),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_heads=4,
+        decoder_start_token_id=0,
+    )
     torch.manual_seed(0)
     model = transformers.T5EncoderModel(cfg).eval()
     model.save_pretrained(str(d))
@@ -56,7 +69,10 @@ def test_flan_t5_local_directory(tmp_path):
 
 
 def test_laion_clap_text_single_token(tmp_path):
-    pytest.importorskip("laion_clap")
+    from soundctm.metrics.pretrained import clap as C
+
+    if not C.clap_available():  # never `import laion_clap`: it fetches tokenizers at import time
+        pytest.skip("laion-clap is not installed (metrics environment)")
     from test_pretrained_clap import TINY_ROBERTA, write_byte_level_tokenizer
 
     from soundctm.metrics.pretrained import clap as C

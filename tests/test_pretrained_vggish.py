@@ -44,7 +44,9 @@ def test_log_mel_of_a_tone_and_of_silence():
     assert np.allclose(V.log_mel(np.zeros(sr)), np.log(0.01))
 
 
-@pytest.mark.parametrize("n,expected", [(15599, 0), (15600, 1), (15360 * 2 + 239, 1), (15360 * 2 + 240, 2), (160000, 10)])
+@pytest.mark.parametrize(
+    "n,expected", [(15599, 0), (15600, 1), (15360 * 2 + 239, 1), (15360 * 2 + 240, 2), (160000, 10)]
+)
 def test_example_count_drops_tail(n, expected):
     assert V.log_mel_examples(np.zeros(n)).shape == (expected, 96, 64)
 
@@ -52,9 +54,11 @@ def test_example_count_drops_tail(n, expected):
 def test_embedder_shapes_resampling_channels(net):
     emb = V.VGGishEmbedder(net)
     rng = np.random.default_rng(0)
-    clips = [rng.standard_normal(16000 * 3).astype(np.float32) * 0.1,  # 3 s mono at 16 kHz
-             rng.standard_normal((2, 44100 * 2)) * 0.1,  # stereo [C, N] at 44.1 kHz
-             rng.standard_normal(4000) * 0.1]  # shorter than one example: padded to 15600
+    clips = [
+        rng.standard_normal(16000 * 3).astype(np.float32) * 0.1,  # 3 s mono at 16 kHz
+        rng.standard_normal((2, 44100 * 2)) * 0.1,  # stereo [C, N] at 44.1 kHz
+        rng.standard_normal(4000) * 0.1,
+    ]  # shorter than one example: padded to 15600
     out = emb.embed(clips, 16000)
     assert out["frames"].tolist() == [3, 5, 1]
     assert out["embeddings"].shape == (9, 128)

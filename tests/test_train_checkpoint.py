@@ -15,7 +15,13 @@ import torch
 
 from soundctm.io import save_state
 from soundctm.presets import build_student, build_teacher
-from soundctm.train.checkpoint import export_model, list_checkpoints, load_export, load_latest, save_checkpoint
+from soundctm.train.checkpoint import (
+    export_model,
+    list_checkpoints,
+    load_export,
+    load_latest,
+    save_checkpoint,
+)
 from soundctm.train.cli import distill_main, train_teacher_main
 from soundctm.train.loop import TrainConfig, read_metrics, run_training
 
@@ -39,7 +45,9 @@ def test_export_round_trip_gives_identical_outputs(tmp_path, preset):
     z = torch.randn(2, c, t, generator=g)
     cond = torch.randn(2, *teacher.cond_shape, generator=g)
     sig = torch.tensor([0.5, 3.0])
-    export_model(tmp_path / "t.safetensors", teacher, kind="teacher", preset=teacher.preset, train_config={"x": 1})
+    export_model(
+        tmp_path / "t.safetensors", teacher, kind="teacher", preset=teacher.preset, train_config={"x": 1}
+    )
     export_model(tmp_path / "s.safetensors", student, kind="student", preset=student.preset, train_config={})
     t2, s2 = load_export(tmp_path / "t.safetensors"), load_export(tmp_path / "s.safetensors")
     assert type(t2) is type(teacher) and type(s2) is type(student)
@@ -67,14 +75,18 @@ def test_state_is_loaded_weights_only_and_pickled_objects_are_refused(tmp_path):
     st = load_latest(tmp_path)
     assert st["step"] == 7 and torch.equal(st["model"]["w"], torch.full((2,), 7.0))
     # a state holding a pickled custom object (here an argparse.Namespace) is refused
-    save_state(tmp_path / "checkpoints" / "ckpt-00000009.pt", {"step": 9, "format_version": 1, "args": Namespace(a=1)})
+    save_state(
+        tmp_path / "checkpoints" / "ckpt-00000009.pt",
+        {"step": 9, "format_version": 1, "args": Namespace(a=1)},
+    )
     with pytest.raises(pickle.UnpicklingError):
         load_latest(tmp_path)
 
 
 def test_dry_run_prints_the_resolved_config(capsys, tmp_path):
-    rc = train_teacher_main(["--dry-run", "--steps", "7", "--batch-size", "4", "--seed", "3",
-                             "--run-dir", str(tmp_path / "r")])
+    rc = train_teacher_main(
+        ["--dry-run", "--steps", "7", "--batch-size", "4", "--seed", "3", "--run-dir", str(tmp_path / "r")]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     cfg = out["config"]
@@ -83,8 +95,21 @@ def test_dry_run_prints_the_resolved_config(capsys, tmp_path):
     assert cfg["ema_mu"] == 0.999 and cfg["optimizer"] == "adamw" and cfg["p_uncond"] == 0.1
     assert not (tmp_path / "r").exists()  # nothing was written
 
-    rc = distill_main(["--dry-run", "--data", "synthetic", "--distance", "l2_0", "--preset", "tiny-unet",
-                       "--omega-min", "3", "--omega-max", "4"])
+    rc = distill_main(
+        [
+            "--dry-run",
+            "--data",
+            "synthetic",
+            "--distance",
+            "l2_0",
+            "--preset",
+            "tiny-unet",
+            "--omega-min",
+            "3",
+            "--omega-max",
+            "4",
+        ]
+    )
     cfg = json.loads(capsys.readouterr().out)["config"]
     assert rc == 0 and cfg["distance"] == "l2_0" and cfg["omega_range"] == [3.0, 4.0]
     assert cfg["ema_mu"] == 0.999 and cfg["optimizer"] == "radam" and cfg["max_ode_steps"] == 8
@@ -96,8 +121,16 @@ def test_dry_run_prints_the_resolved_config(capsys, tmp_path):
 
 def test_distill_resume_continues_exactly(tmp_path):
     """Stop a distillation run after 2 steps, resume it to 4: the same losses as 4 uninterrupted steps."""
-    common = dict(kind="distill", data="synthetic", batch_size=2, synthetic_clips=4, max_ode_steps=2,
-                  checkpoint_every=2, threads=torch.get_num_threads(), export=False)
+    common = dict(
+        kind="distill",
+        data="synthetic",
+        batch_size=2,
+        synthetic_clips=4,
+        max_ode_steps=2,
+        checkpoint_every=2,
+        threads=1,
+        export=False,
+    )
     run_training(TrainConfig(steps=4, **common), tmp_path / "a", progress=False)
     run_training(TrainConfig(steps=2, **common), tmp_path / "b", progress=False)
     s = run_training(TrainConfig(steps=4, **common), tmp_path / "b", progress=False)
@@ -112,20 +145,39 @@ def test_distill_resume_continues_exactly(tmp_path):
 
 
 def _cmd(run_dir, steps):
-    return [sys.executable, "-m", "soundctm.cli", "train-teacher", "--data", "synthetic", "--steps", str(steps),
-            "--batch-size", "8", "--checkpoint-every", "10", "--threads", "1", "--no-progress",
-            "--run-dir", str(run_dir)]
+    return [
+        sys.executable,
+        "-m",
+        "soundctm.cli",
+        "train-teacher",
+        "--data",
+        "synthetic",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "8",
+        "--checkpoint-every",
+        "10",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--run-dir",
+        str(run_dir),
+    ]
 
 
 @pytest.mark.slow
 def test_sigkill_and_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     env = dict(os.environ, SOUNDCTM_CACHE=str(tmp_path / "cache"))
     steps = 60
-    ref = subprocess.run(_cmd(tmp_path / "ref", steps), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    ref = subprocess.run(
+        _cmd(tmp_path / "ref", steps), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert ref.returncode == 0, ref.stderr[-2000:]
 
-    proc = subprocess.Popen(_cmd(tmp_path / "run", steps), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _cmd(tmp_path / "run", steps), env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     ckpt = tmp_path / "run" / "checkpoints" / "ckpt-00000020.pt"
     t0 = time.time()
     while not ckpt.exists() and proc.poll() is None and time.time() - t0 < 60:
@@ -135,13 +187,17 @@ def test_sigkill_and_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = max(r["step"] for r in read_metrics(tmp_path / "run"))
     assert killed_at < steps - 1
-    res = subprocess.run(_cmd(tmp_path / "run", steps), env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        _cmd(tmp_path / "run", steps), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumed_from"] >= 20
     a, b = read_metrics(tmp_path / "ref"), read_metrics(tmp_path / "run")
     assert [r["step"] for r in b] == list(range(steps))
     assert [r["loss"] for r in a] == [r["loss"] for r in b]
-    ea, eb = load_export(tmp_path / "ref" / "export.safetensors"), load_export(tmp_path / "run" / "export.safetensors")
+    ea, eb = (
+        load_export(tmp_path / "ref" / "export.safetensors"),
+        load_export(tmp_path / "run" / "export.safetensors"),
+    )
     for (k, v), (k2, v2) in zip(ea.state_dict().items(), eb.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k

@@ -22,8 +22,16 @@ def _by_example(d, idx):
     """Per-example tuple of every draw, keyed by global example index."""
     out = {}
     for j, g in enumerate(idx):
-        out[g] = (d.times.it[j], d.times.iu[j], d.times.is_[j], d.omega[j], d.drop[j], d.noise[j], d.dsm_sigma[j],
-                  d.dsm_noise[j])
+        out[g] = (
+            d.times.it[j],
+            d.times.iu[j],
+            d.times.is_[j],
+            d.omega[j],
+            d.drop[j],
+            d.noise[j],
+            d.dsm_sigma[j],
+            d.dsm_noise[j],
+        )
     return out
 
 
@@ -79,7 +87,7 @@ def test_epoch_permutation_visits_every_pair_once():
 
 
 def test_teacher_gradient_is_the_same_for_one_and_two_workers():
-    """Averaging the gradients of the r::N halves (what the workers all-reduce) gives the 1-worker gradient."""
+    """Averaging the gradients of the r::N halves (what workers all-reduce) gives the 1-worker gradient."""
     cfg = resolve_config(TrainConfig(kind="teacher", data="synthetic", batch_size=4, synthetic_clips=4))
     task = TeacherTask(cfg, load_data(cfg), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)

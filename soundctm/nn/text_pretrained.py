@@ -44,8 +44,14 @@ class LaionClapText(TextEncoder):
     pooled_dim = 512
     max_len = 1
 
-    def __init__(self, weights=None, tokenizer_dir=None, model: nn.Module | None = None, tokenizer=None,
-                 device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        weights=None,
+        tokenizer_dir=None,
+        model: nn.Module | None = None,
+        tokenizer=None,
+        device: str | torch.device = "cpu",
+    ):
         super().__init__()
         from soundctm.metrics.pretrained import clap
 
@@ -61,7 +67,9 @@ class LaionClapText(TextEncoder):
     def encode(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         caps = _check_captions(captions)
         data = self._tokenize(self._tokenizer, caps)
-        pooled = self.clap.get_text_embedding({k: v.to(self.device) for k, v in data.items()})  # L2-normalised
+        pooled = self.clap.get_text_embedding(
+            {k: v.to(self.device) for k, v in data.items()}
+        )  # L2-normalised
         mask = torch.ones(len(caps), 1, dtype=torch.bool, device=pooled.device)
         return pooled[:, None, :], mask, pooled
 
@@ -98,8 +106,9 @@ class FlanT5Text(TextEncoder):
 
     def encode(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         caps = _check_captions(captions)
-        enc = self.tokenizer(caps, padding="max_length", truncation=True, max_length=self.max_len,
-                             return_tensors="pt")
+        enc = self.tokenizer(
+            caps, padding="max_length", truncation=True, max_length=self.max_len, return_tensors="pt"
+        )
         ids = enc["input_ids"].to(self.device)
         mask = enc["attention_mask"].to(self.device).bool()
         tokens = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state

@@ -21,8 +21,17 @@ import torch
 
 from soundctm.io import load_safetensors, load_state, save_safetensors, save_state
 
-__all__ = ["CHECKPOINT_FORMAT", "EXPORT_FORMAT", "save_checkpoint", "list_checkpoints", "load_latest",
-           "export_model", "load_export", "read_export_metadata", "preset_from_metadata"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "EXPORT_FORMAT",
+    "save_checkpoint",
+    "list_checkpoints",
+    "load_latest",
+    "export_model",
+    "load_export",
+    "read_export_metadata",
+    "preset_from_metadata",
+]
 
 CHECKPOINT_FORMAT = 1
 EXPORT_FORMAT = 1
@@ -49,11 +58,13 @@ def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any], *, keep: 
 
 
 def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoint files of a run, oldest first (temporary files of an interrupted write are ignored)."""
+    """Complete checkpoint files of a run, oldest first (temporary files of cut writes are ignored)."""
     d = _ckpt_dir(run_dir)
     if not d.is_dir():
         return []
-    return sorted((p for p in d.iterdir() if _CKPT.match(p.name)), key=lambda p: int(_CKPT.match(p.name).group(1)))
+    return sorted(
+        (p for p in d.iterdir() if _CKPT.match(p.name)), key=lambda p: int(_CKPT.match(p.name).group(1))
+    )
 
 
 def load_latest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -63,11 +74,13 @@ def load_latest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     state = load_state(ckpts[-1])
     if state.get("format_version") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{ckpts[-1]}: checkpoint format {state.get('format_version')} != {CHECKPOINT_FORMAT}")
+        raise ValueError(
+            f"{ckpts[-1]}: checkpoint format {state.get('format_version')} != {CHECKPOINT_FORMAT}"
+        )
     return state
 
 
-# ----------------------------------------------------------------------------------------------- export
+# ------------------------------------------------------------ export
 
 
 def _jsonable(obj):
@@ -80,8 +93,15 @@ def _jsonable(obj):
     return obj
 
 
-def export_model(path: str | os.PathLike, model: torch.nn.Module, *, kind: str, preset, train_config: dict,
-                 extra: dict | None = None) -> Path:
+def export_model(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    *,
+    kind: str,
+    preset,
+    train_config: dict,
+    extra: dict | None = None,
+) -> Path:
     """Save `model` (a `Precond` teacher or a `CTMStudent`; pass the EMA copy) for inference.
 
     preset: the `ModelPreset` the model was built from (stored field by field, backbone included).
@@ -104,8 +124,9 @@ def export_model(path: str | os.PathLike, model: torch.nn.Module, *, kind: str, 
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict:
-    from safetensors import safe_open
     import json
+
+    from safetensors import safe_open
 
     if not Path(path).exists():
         raise FileNotFoundError(f"export not found: {path}")

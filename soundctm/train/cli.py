@@ -22,10 +22,15 @@ __all__ = ["train_teacher_main", "distill_main", "build_parser", "config_from_ar
 
 def build_parser(kind: str) -> argparse.ArgumentParser:
     prog = "soundctm train-teacher" if kind == "teacher" else "soundctm distill"
-    desc = ("train an EDM teacher (VE, Appendix C)" if kind == "teacher"
-            else "distil a SoundCTM student from an exported teacher (Algorithm 2)")
+    desc = (
+        "train an EDM teacher (VE, Appendix C)"
+        if kind == "teacher"
+        else "distil a SoundCTM student from an exported teacher (Algorithm 2)"
+    )
     ap = argparse.ArgumentParser(prog=prog, description=desc)
-    ap.add_argument("--preset", default="tiny-dit", help="model preset (tiny-dit, tiny-unet, paper-dit, paper-unet)")
+    ap.add_argument(
+        "--preset", default="tiny-dit", help="model preset (tiny-dit, tiny-unet, paper-dit, paper-unet)"
+    )
     ap.add_argument("--steps", type=int, default=None, help="training steps")
     ap.add_argument("--batch-size", type=int, default=None, help="global batch size (split over workers)")
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: preset/kind default)")
@@ -35,8 +40,12 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     ap.add_argument("--ema-mu", type=float, default=None)
     ap.add_argument("--p-uncond", type=float, default=None, help="caption dropout probability")
     ap.add_argument("--warmup-steps", type=int, default=None)
-    ap.add_argument("--data", choices=("tiny", "synthetic"), default="tiny",
-                    help="tiny: the tiny corpus latents + tiny CLAP conditioning; synthetic: random (tests)")
+    ap.add_argument(
+        "--data",
+        choices=("tiny", "synthetic"),
+        default="tiny",
+        help="tiny: the tiny corpus latents + tiny CLAP conditioning; synthetic: random (tests)",
+    )
     ap.add_argument("--cache", default=None, help="cache root (default: $SOUNDCTM_CACHE)")
     ap.add_argument("--checkpoint-every", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -44,13 +53,19 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config (JSON) and exit")
     if kind == "distill":
-        ap.add_argument("--teacher", default=None, help="teacher export (export.safetensors of train-teacher)")
+        ap.add_argument(
+            "--teacher", default=None, help="teacher export (export.safetensors of train-teacher)"
+        )
         ap.add_argument("--distance", choices=("d_teacher", "l2_s", "l2_0"), default="d_teacher")
         ap.add_argument("--omega-min", type=float, default=None)
         ap.add_argument("--omega-max", type=float, default=None)
         ap.add_argument("--dsm-weight", type=float, default=None)
-        ap.add_argument("--max-ode-steps", type=int, default=None, help="longest teacher solve t->u in grid steps")
-        ap.add_argument("--gan", action="store_true", help="add the GAN term (not implemented)")
+        ap.add_argument(
+            "--max-ode-steps", type=int, default=None, help="longest teacher solve t->u in grid steps"
+        )
+        ap.add_argument("--gan", action="store_true", help="GAN term on decoded audio (default off)")
+        ap.add_argument("--gan-weight", type=float, default=None)
+        ap.add_argument("--gan-start", type=int, default=None)
         ap.add_argument("--workers", type=int, default=0, help="run under Ray Train with this many workers")
         ap.add_argument("--gpus", action="store_true", help="one GPU per Ray worker (NCCL)")
         ap.add_argument("--max-failures", type=int, default=2, help="Ray: restarts from the last checkpoint")
@@ -66,11 +81,24 @@ def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
     if kind == "teacher":
         base = tiny_teacher_config(args.preset) if tiny else TrainConfig(kind="teacher", preset=args.preset)
     else:
-        base = (tiny_student_config(args.teacher, args.preset, args.distance) if tiny
-                else TrainConfig(kind="distill", preset=args.preset, distance=args.distance, teacher_path=args.teacher))
-    over = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
-            "ema_mu": args.ema_mu, "p_uncond": args.p_uncond, "warmup_steps": args.warmup_steps,
-            "checkpoint_every": args.checkpoint_every, "threads": args.threads}
+        base = (
+            tiny_student_config(args.teacher, args.preset, args.distance)
+            if tiny
+            else TrainConfig(
+                kind="distill", preset=args.preset, distance=args.distance, teacher_path=args.teacher
+            )
+        )
+    over = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "optimizer": args.optimizer,
+        "ema_mu": args.ema_mu,
+        "p_uncond": args.p_uncond,
+        "warmup_steps": args.warmup_steps,
+        "checkpoint_every": args.checkpoint_every,
+        "threads": args.threads,
+    }
     d = {k: v for k, v in over.items() if v is not None}
     d.update(seed=args.seed, data=args.data, cache=args.cache, device=args.device)
     if kind == "distill":
@@ -78,7 +106,7 @@ def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
             raise SystemExit("give both --omega-min and --omega-max")
         if args.omega_min is not None:
             d["omega_range"] = (args.omega_min, args.omega_max)
-        for k in ("dsm_weight", "max_ode_steps"):
+        for k in ("dsm_weight", "max_ode_steps", "gan_weight", "gan_start"):
             if getattr(args, k) is not None:
                 d[k] = getattr(args, k)
         d.update(teacher_path=args.teacher, distance=args.distance, gan=args.gan)
@@ -105,7 +133,9 @@ def _main(kind: str, argv) -> int:
     if workers:
         from soundctm.distributed import run_training_ray
 
-        summary = run_training_ray(cfg, run_dir, workers=workers, gpus=args.gpus, max_failures=args.max_failures)
+        summary = run_training_ray(
+            cfg, run_dir, workers=workers, gpus=args.gpus, max_failures=args.max_failures
+        )
     else:
         summary = run_training(cfg, run_dir, progress=not args.no_progress)
     print(json.dumps(summary, indent=2))

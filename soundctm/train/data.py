@@ -25,14 +25,22 @@ import torch
 
 from soundctm.rng import derive_seed
 
-__all__ = ["ConditionedLatents", "encode_conditioning", "build_conditioned", "epoch_permutation",
-           "global_indices", "worker_indices", "COND_MODES"]
+__all__ = [
+    "ConditionedLatents",
+    "encode_conditioning",
+    "build_conditioned",
+    "epoch_permutation",
+    "global_indices",
+    "worker_indices",
+    "COND_MODES",
+]
 
 COND_MODES = ("pooled", "tokens")
 
 
-def encode_conditioning(text_encoder, captions: Sequence[str], mode: str, cond_len: int,
-                        batch_size: int = 256) -> torch.Tensor:
+def encode_conditioning(
+    text_encoder, captions: Sequence[str], mode: str, cond_len: int, batch_size: int = 256
+) -> torch.Tensor:
     """Captions -> conditioning [B, cond_len, D] under no_grad.
 
     mode "pooled": pooled embedding [B, D] as one token (cond_len must be 1); "tokens": encoder tokens
@@ -46,7 +54,7 @@ def encode_conditioning(text_encoder, captions: Sequence[str], mode: str, cond_l
     caps = list(captions)
     with torch.no_grad():
         for i in range(0, len(caps), batch_size):
-            tokens, mask, pooled = text_encoder.encode(caps[i:i + batch_size])
+            tokens, mask, pooled = text_encoder.encode(caps[i : i + batch_size])
             if mode == "pooled":
                 out.append(pooled[:, None, :].float().cpu())
                 continue
@@ -76,8 +84,10 @@ class ConditionedLatents:
 
     def __post_init__(self):
         if self.latents.ndim != 3 or self.cond.ndim != 3 or self.uncond.shape[1:] != self.cond.shape[1:]:
-            raise ValueError(f"bad shapes: latents {tuple(self.latents.shape)}, cond {tuple(self.cond.shape)}, "
-                             f"uncond {tuple(self.uncond.shape)}")
+            raise ValueError(
+                f"bad shapes: latents {tuple(self.latents.shape)}, cond {tuple(self.cond.shape)}, "
+                f"uncond {tuple(self.uncond.shape)}"
+            )
         if self.pair_clip.shape != (self.cond.shape[0],) or len(self.captions) != self.cond.shape[0]:
             raise ValueError("pair_clip, captions and cond must have one entry per (clip, paraphrase) pair")
         if len(self.pair_clip) == 0:
@@ -96,8 +106,15 @@ class ConditionedLatents:
         return self.latents[clips].float().clone(), self.cond[pair_ids].float().clone()
 
 
-def build_conditioned(latents: torch.Tensor, captions: Sequence[Sequence[str]], text_encoder, *, mode: str,
-                      cond_len: int, info: dict | None = None) -> ConditionedLatents:
+def build_conditioned(
+    latents: torch.Tensor,
+    captions: Sequence[Sequence[str]],
+    text_encoder,
+    *,
+    mode: str,
+    cond_len: int,
+    info: dict | None = None,
+) -> ConditionedLatents:
     """Encode every (clip, paraphrase) once. latents: [N, C, T]; captions: N lists of paraphrases."""
     if len(captions) != latents.shape[0]:
         raise ValueError(f"{latents.shape[0]} latents but {len(captions)} caption lists")
@@ -108,8 +125,14 @@ def build_conditioned(latents: torch.Tensor, captions: Sequence[Sequence[str]], 
             pair_clip.append(i)
     cond = encode_conditioning(text_encoder, flat, mode, cond_len)
     uncond = encode_conditioning(text_encoder, [""], mode, cond_len)
-    return ConditionedLatents(torch.as_tensor(latents).float(), cond, torch.tensor(pair_clip, dtype=torch.long),
-                              flat, uncond, dict(info or {}, mode=mode))
+    return ConditionedLatents(
+        torch.as_tensor(latents).float(),
+        cond,
+        torch.tensor(pair_clip, dtype=torch.long),
+        flat,
+        uncond,
+        dict(info or {}, mode=mode),
+    )
 
 
 def epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -147,25 +170,42 @@ def pairs_for(seed: int, indices: Sequence[int], n_pairs: int) -> torch.Tensor:
 def tiny_conditioned(preset, cache=None, *, split: str = "train", log=print) -> ConditionedLatents:
     """The tiny tier's conditioned latents for a model preset: corpus, VAE and CLAP from
     `get_tiny_components(cache)`, latents from the latent cache (built once), conditioning encoded once."""
+    from pathlib import Path
+
     from soundctm.data.latent_cache import build_latent_cache
     from soundctm.paths import cache_dir
-    from pathlib import Path
     from soundctm.train.components import get_tiny_components
 
     corpus, vae, clap = get_tiny_components(cache, progress=False, log=log)
     root = (Path(cache).expanduser() if cache is not None else cache_dir()) / "tiny" / "latents"
-    lc = build_latent_cache(corpus.dataset(split, verbose=False),
-                            lambda wav: vae.encode(wav), cache_root=root, corpus_id=corpus.corpus_id,
-                            vae_checksum=vae.checksum(), sample_rate=corpus.sample_rate,
-                            clip_samples=corpus.clip_samples, progress=False)
+    lc = build_latent_cache(
+        corpus.dataset(split, verbose=False),
+        lambda wav: vae.encode(wav),
+        cache_root=root,
+        corpus_id=corpus.corpus_id,
+        vae_checksum=vae.checksum(),
+        sample_rate=corpus.sample_rate,
+        clip_samples=corpus.clip_samples,
+        progress=False,
+    )
     mode = "pooled" if preset.cond_shape[0] == 1 else "tokens"
     if tuple(lc.latents.shape[1:]) != tuple(preset.latent_shape):
-        raise ValueError(f"latent cache shape {tuple(lc.latents.shape[1:])} != preset {preset.name} latent shape "
-                         f"{preset.latent_shape}")
+        raise ValueError(
+            f"latent cache shape {tuple(lc.latents.shape[1:])} != preset {preset.name} latent shape "
+            f"{preset.latent_shape}"
+        )
     if clap.dim != preset.cond_shape[1]:
-        raise ValueError(f"text encoder width {clap.dim} != preset {preset.name} cond width {preset.cond_shape[1]}")
-    info = {"corpus_id": corpus.corpus_id, "vae_checksum": vae.checksum(), "text_encoder": "tiny-clap",
-            "text_checksum": clap.checksum(), "latent_cache": lc.key, "split": split}
-    return build_conditioned(torch.as_tensor(lc.latents), lc.captions, clap, mode=mode,
-                             cond_len=preset.cond_shape[0], info=info)
-
+        raise ValueError(
+            f"text encoder width {clap.dim} != preset {preset.name} cond width {preset.cond_shape[1]}"
+        )
+    info = {
+        "corpus_id": corpus.corpus_id,
+        "vae_checksum": vae.checksum(),
+        "text_encoder": "tiny-clap",
+        "text_checksum": clap.checksum(),
+        "latent_cache": lc.key,
+        "split": split,
+    }
+    return build_conditioned(
+        torch.as_tensor(lc.latents), lc.captions, clap, mode=mode, cond_len=preset.cond_shape[0], info=info
+    )

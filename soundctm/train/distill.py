@@ -31,8 +31,13 @@ from soundctm.train.loop import TrainConfig, allreduce_mean, run_training
 __all__ = ["DistillTask", "tiny_student_config", "distill_tiny_student", "global_adaptive_weight"]
 
 
-def global_adaptive_weight(loss_ctm: torch.Tensor, loss_dsm: torch.Tensor, last_layer: torch.Tensor,
-                           eps: float = 1e-8, max_weight: float = 1e4) -> torch.Tensor:
+def global_adaptive_weight(
+    loss_ctm: torch.Tensor,
+    loss_dsm: torch.Tensor,
+    last_layer: torch.Tensor,
+    eps: float = 1e-8,
+    max_weight: float = 1e4,
+) -> torch.Tensor:
     """lambda_DSM = ||grad_L L_CTM|| / ||grad_L L_DSM|| on the last layer (Appendix C), with the
     gradients averaged over workers first (a no-op in one process). Detached scalar."""
     g1 = torch.autograd.grad(loss_ctm, last_layer, retain_graph=True, allow_unused=True)[0]
@@ -59,37 +64,84 @@ class DistillTask:
 
             teacher = load_export(cfg.teacher_path, device=device)
             if teacher.export_metadata["kind"] != "teacher":
-                raise ValueError(f"{cfg.teacher_path} is a {teacher.export_metadata['kind']} export, not a teacher")
+                raise ValueError(
+                    f"{cfg.teacher_path} is a {teacher.export_metadata['kind']} export, not a teacher"
+                )
             tp = teacher.preset
             want = model_preset(cfg.preset)
-            if (tp.arch, tp.backbone, tp.latent_shape, tp.cond_shape) != (want.arch, want.backbone, want.latent_shape,
-                                                                         want.cond_shape):
-                raise ValueError(f"teacher {cfg.teacher_path} was trained with preset {tp.name!r}, not {cfg.preset!r}")
+            if (tp.arch, tp.backbone, tp.latent_shape, tp.cond_shape) != (
+                want.arch,
+                want.backbone,
+                want.latent_shape,
+                want.cond_shape,
+            ):
+                raise ValueError(
+                    f"teacher {cfg.teacher_path} was trained with preset {tp.name!r}, not {cfg.preset!r}"
+                )
             tcond = teacher.export_metadata.get("extra", {}).get("conditioning", {})
             for k in ("text_checksum", "vae_checksum"):
                 if k in tcond and k in data.info and tcond[k] != data.info[k]:
-                    raise ValueError(f"teacher {cfg.teacher_path} was trained on different data ({k} "
-                                     f"{tcond[k]} != {data.info[k]})")
-            self.teacher_info = {"path": cfg.teacher_path, "train_config": teacher.export_metadata["train_config"]}
+                    raise ValueError(
+                        f"teacher {cfg.teacher_path} was trained on different data ({k} "
+                        f"{tcond[k]} != {data.info[k]})"
+                    )
+            self.teacher_info = {
+                "path": cfg.teacher_path,
+                "train_config": teacher.export_metadata["train_config"],
+            }
         else:  # synthetic data only (resolve_config enforces it)
             teacher = build_teacher(cfg.preset, seed=cfg.seed, device=device)
             log("distilling a randomly initialised teacher (synthetic data)")
             self.teacher_info = {"path": None}
         teacher.eval().requires_grad_(False)
         self.teacher = teacher
-        self.model = build_student(cfg.preset, seed=cfg.seed, device=device, teacher=teacher).requires_grad_(True)
+        self.model = build_student(cfg.preset, seed=cfg.seed, device=device, teacher=teacher).requires_grad_(
+            True
+        )
         self.preset = self.model.preset
         self.ema = make_ema(self.model)
         self.sigmas = karras_sigmas(cfg.n_grid).to(device)
         self.ctm = CTMLoss(teacher, self.sigmas, distance=cfg.distance)
         self.uncond = data.uncond.to(device)
+        self.gan = None
+        if cfg.gan:
+            self._init_gan(cfg, data, device)
+            self.log_keys = self.log_keys + ("gan", "lambda_gan", "disc")
+
+    def _init_gan(self, cfg: TrainConfig, data, device) -> None:
+        """Frozen VAE decoder + discriminators (soundctm.train.gan) with their own Adam."""
+        from soundctm.rng import derive_seed
+        from soundctm.train.gan import AudioDiscriminators
+
+        if cfg.data == "tiny":
+            from soundctm.train.components import get_tiny_components
+
+            vae = get_tiny_components(cfg.cache, progress=False)[1]
+        else:  # synthetic data: a randomly initialised tiny VAE stands in for the decoder
+            from soundctm.nn.vae import AudioAutoencoder, vae_config
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(cfg.seed, "gan-vae"))
+                vae = AudioAutoencoder(vae_config("tiny"))
+        self.vae = vae.to(device).eval().requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(cfg.seed, "discriminators"))
+            self.gan = AudioDiscriminators().to(device)
+        self.gan_opt = torch.optim.Adam(self.gan.parameters(), lr=cfg.gan_lr, betas=(0.5, 0.9))
+        self._gan_batch = None
 
     def draws(self, step: int, indices: list[int]):
         """All random quantities of a step for the given global example indices (`ctm.DistillDraws`)."""
         cfg = self.cfg
         gens = example_generators(cfg.seed, step, indices, "distill")
-        return draw_distill(gens, self.sigmas.cpu(), self.preset.latent_shape, omega_range=cfg.omega_range,
-                            p_uncond=cfg.p_uncond, max_ode_steps=cfg.max_ode_steps)
+        return draw_distill(
+            gens,
+            self.sigmas.cpu(),
+            self.preset.latent_shape,
+            omega_range=cfg.omega_range,
+            p_uncond=cfg.p_uncond,
+            max_ode_steps=cfg.max_ode_steps,
+        )
 
     def losses(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
         cfg, dev = self.cfg, self.device
@@ -97,8 +149,9 @@ class DistillTask:
         z0, cond = self.data.batch(pairs_for(cfg.seed, idx, self.data.n_pairs))
         d = self.draws(step, idx)
         z0, cond = z0.to(dev), cond.to(dev)
-        times = type(d.times)(*(x.to(dev) for x in (d.times.it, d.times.iu, d.times.is_, d.times.t, d.times.u,
-                                                      d.times.s)))
+        times = type(d.times)(
+            *(x.to(dev) for x in (d.times.it, d.times.iu, d.times.is_, d.times.t, d.times.u, d.times.s))
+        )
         omega = d.omega.to(dev)
         cond = apply_dropout(cond, self.uncond, d.drop.to(dev))  # Algorithm 2, line 4
         z_t = z0 + _bcast(times.t, z0) * d.noise.to(dev)
@@ -110,37 +163,113 @@ class DistillTask:
             lam = cfg.dsm_weight * global_adaptive_weight(l_ctm, l_dsm, self.model.last_layer())
         else:
             lam = torch.tensor(cfg.dsm_weight, device=dev)
-        return {"loss": l_ctm + lam * l_dsm, "ctm": l_ctm.detach(), "dsm": l_dsm.detach(), "lambda_dsm": lam.detach(),
-                "omega_mean": omega.mean(), "ode_steps_mean": (times.iu - times.it).float().mean()}
+        out = {
+            "loss": l_ctm + lam * l_dsm,
+            "ctm": l_ctm.detach(),
+            "dsm": l_dsm.detach(),
+            "lambda_dsm": lam.detach(),
+            "omega_mean": omega.mean(),
+            "ode_steps_mean": (times.iu - times.it).float().mean(),
+        }
+        if self.gan is not None:
+            out.update(self._gan_losses(step, z0, z_t, times, cond, omega, l_ctm))
+            out["loss"] = out["loss"] + out.pop("_gan_term")
+        return out
 
-    def update_ema(self) -> None:
+    def _gan_losses(self, step, z0, z_t, times, cond, omega, l_ctm) -> dict[str, torch.Tensor]:
+        """Generator side: hinge + feature matching on VAE-decoded G_theta(z_t, t, 0), adaptive weight."""
+        from soundctm.train.gan import feature_matching_loss, generator_hinge_loss
+
+        zero = torch.zeros((), device=z0.device)
+        if step < self.cfg.gan_start:
+            self._gan_batch = None
+            return {"_gan_term": zero, "gan": zero, "lambda_gan": zero, "disc": zero}
+        x_est = self.model(z_t, times.t, torch.zeros_like(times.t), cond, omega)
+        fake = self.vae.decode(x_est)
+        with torch.no_grad():
+            real = self.vae.decode(z0)
+            _, real_feats = self.gan(real)
+        self.gan.requires_grad_(False)  # generator step: no discriminator gradients
+        fake_logits, fake_feats = self.gan(fake)
+        self.gan.requires_grad_(True)
+        l_gan = generator_hinge_loss(fake_logits) + feature_matching_loss(real_feats, fake_feats)
+        lam = self.cfg.gan_weight * global_adaptive_weight(l_ctm, l_gan, self.model.last_layer())
+        self._gan_batch = (real, fake.detach())
+        return {"_gan_term": lam * l_gan, "gan": l_gan.detach(), "lambda_gan": lam.detach(), "disc": zero}
+
+    def post_step(self, step: int) -> dict[str, torch.Tensor]:
+        """Discriminator update on this step's real and (detached) generated audio."""
+        if self.gan is None or self._gan_batch is None:
+            return {}
+        from soundctm.train.gan import discriminator_hinge_loss
+
+        real, fake = self._gan_batch
+        self._gan_batch = None
+        loss_d = discriminator_hinge_loss(self.gan(real)[0], self.gan(fake)[0])
+        self.gan_opt.zero_grad(set_to_none=True)
+        loss_d.backward()
+        allreduce_mean([p.grad for p in self.gan.parameters() if p.grad is not None])
+        self.gan_opt.step()
+        return {"disc": loss_d.detach()}
+
+    def extra_state(self) -> dict:
+        if self.gan is None:
+            return {}
+        return {"discriminators": self.gan.state_dict(), "disc_optimizer": self.gan_opt.state_dict()}
+
+    def load_extra_state(self, state: dict) -> None:
+        if self.gan is not None:
+            self.gan.load_state_dict(state["discriminators"])
+            self.gan_opt.load_state_dict(state["disc_optimizer"])
+
+    def update_ema(self, step: int) -> None:
         ema_update(self.ema, self.model, self.cfg.ema_mu)
 
     def export_extra(self) -> dict:
         return {"teacher": self.teacher_info}
 
 
-def tiny_student_config(teacher_path, preset: str = "tiny-dit", distance: str = "d_teacher", **overrides) -> TrainConfig:
+def tiny_student_config(
+    teacher_path, preset: str = "tiny-dit", distance: str = "d_teacher", **overrides
+) -> TrainConfig:
     """The settings `distill_tiny_student` uses (CPU, a few minutes). lr 2e-4 (the paper's 8e-5 is for
     the 1B models and days of GPU time)."""
-    base = dict(kind="distill", preset=preset, distance=distance, steps=400, batch_size=16, checkpoint_every=100,
-                teacher_path=str(teacher_path), data="tiny")
+    base = dict(
+        kind="distill",
+        preset=preset,
+        distance=distance,
+        steps=400,
+        batch_size=16,
+        checkpoint_every=100,
+        teacher_path=str(teacher_path),
+        data="tiny",
+    )
     base.update(overrides)
     return TrainConfig(**base)
 
 
-def distill_tiny_student(teacher_path, preset: str = "tiny-dit", distance: str = "d_teacher", force: bool = False,
-                         *, cache=None, progress: bool = True, log=print, **overrides) -> Path:
+def distill_tiny_student(
+    teacher_path,
+    preset: str = "tiny-dit",
+    distance: str = "d_teacher",
+    force: bool = False,
+    *,
+    cache=None,
+    progress: bool = True,
+    log=print,
+    **overrides,
+) -> Path:
     """Build or reuse a tiny student distilled from `teacher_path`; returns its export path.
 
     The run lives in `cache_dir()/tiny/runs/student-<preset>-<distance>-<key>/`, key = hash of every
     setting and of the teacher file's checksum; an interrupted run resumes.
     """
     from soundctm.data.latent_cache import file_checksum
-    from soundctm.train.teacher import runs_dir, run_key
+    from soundctm.train.teacher import run_key, runs_dir
 
-    cfg = tiny_student_config(teacher_path, preset, distance, cache=str(cache) if cache is not None else None,
-                              **overrides)
+    cfg = tiny_student_config(
+        teacher_path, preset, distance, cache=str(cache) if cache is not None else None, **overrides
+    )
     key = run_key(cfg, {"teacher": file_checksum(teacher_path)})
     run_dir = runs_dir(cache) / f"student-{preset}-{distance}-{key}"
     export = run_dir / "export.safetensors"

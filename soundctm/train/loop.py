@@ -26,8 +26,17 @@ import torch
 
 from soundctm.io import write_json
 
-__all__ = ["TrainConfig", "resolve_config", "config_from_dict", "run_training", "PlainContext", "memory_stats",
-           "load_data", "make_optimizer", "allreduce_mean"]
+__all__ = [
+    "TrainConfig",
+    "resolve_config",
+    "config_from_dict",
+    "run_training",
+    "PlainContext",
+    "memory_stats",
+    "load_data",
+    "make_optimizer",
+    "allreduce_mean",
+]
 
 KINDS = ("teacher", "distill")
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
@@ -60,7 +69,10 @@ class TrainConfig:
     max_ode_steps: int | None = None
     n_grid: int | None = None
     teacher_path: str | None = None
-    gan: bool = False
+    gan: bool = False  # GAN term on decoded audio (soundctm.train.gan), off by default
+    gan_weight: float = 1.0  # times the adaptive weight ||grad L_CTM|| / ||grad L_GAN|| (last layer)
+    gan_start: int = 0  # first step with the GAN term
+    gan_lr: float = 2e-4  # discriminator Adam lr (betas 0.5, 0.9)
     # data: "tiny" (corpus latents + tiny CLAP conditioning) or "synthetic" (random latents and
     # conditioning, for tests and benchmarks)
     data: str = "tiny"
@@ -113,7 +125,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         p_uncond=float(cfg.p_uncond if cfg.p_uncond is not None else p.p_uncond),
         omega_range=tuple(float(x) for x in (cfg.omega_range or p.omega_range)),
         dsm_weight=float(cfg.dsm_weight if cfg.dsm_weight is not None else p.dsm_weight),
-        max_ode_steps=int(cfg.max_ode_steps if cfg.max_ode_steps is not None else (p.max_ode_steps or p.n_grid - 1)),
+        max_ode_steps=int(
+            cfg.max_ode_steps if cfg.max_ode_steps is not None else (p.max_ode_steps or p.n_grid - 1)
+        ),
         n_grid=int(cfg.n_grid or p.n_grid),
         teacher_path=str(Path(cfg.teacher_path).expanduser().resolve()) if cfg.teacher_path else None,
     )
@@ -124,7 +138,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if out.data not in ("tiny", "synthetic"):
         raise ValueError(f"unknown data source {out.data!r}; expected 'tiny' or 'synthetic'")
     if out.data == "tiny" and not tiny:
-        raise ValueError(f"preset {out.preset!r} needs its own latent cache; data='tiny' only serves tiny presets")
+        raise ValueError(
+            f"preset {out.preset!r} needs its own latent cache; data='tiny' only serves tiny presets"
+        )
     for name in ("steps", "batch_size", "checkpoint_every"):
         if getattr(out, name) <= 0:
             raise ValueError(f"{name} must be positive, got {getattr(out, name)}")
@@ -135,14 +151,16 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if not 1 <= out.max_ode_steps <= out.n_grid - 1:
         raise ValueError(f"max_ode_steps must be in [1, {out.n_grid - 1}], got {out.max_ode_steps}")
     if out.kind == "distill" and out.teacher_path is None and out.data != "synthetic":
-        raise ValueError("distillation needs --teacher (an exported teacher); only synthetic data may use a "
-                         "randomly initialised one")
-    if out.gan:
-        raise NotImplementedError("the GAN term is not implemented; run without --gan")
+        raise ValueError(
+            "distillation needs --teacher (an exported teacher); only synthetic data may use a "
+            "randomly initialised one"
+        )
+    if out.gan and out.kind != "distill":
+        raise ValueError("the GAN term is a distillation option")
     return out
 
 
-# ----------------------------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------ helpers
 
 
 def memory_stats(device: str | torch.device = "cpu") -> dict[str, float]:
@@ -202,11 +220,17 @@ def load_data(cfg: TrainConfig, log=print):
     lat = p.sigma_data * torch.randn(n, c, t, generator=g)
     cond = torch.nn.functional.normalize(torch.randn(2 * n, *p.cond_shape, generator=g), dim=-1)
     uncond = torch.zeros(1, *p.cond_shape)
-    return ConditionedLatents(lat, cond, torch.arange(2 * n) // 2, [f"synthetic {i}" for i in range(2 * n)], uncond,
-                              {"source": "synthetic", "seed": cfg.seed + 12345, "mode": "synthetic"})
+    return ConditionedLatents(
+        lat,
+        cond,
+        torch.arange(2 * n) // 2,
+        [f"synthetic {i}" for i in range(2 * n)],
+        uncond,
+        {"source": "synthetic", "seed": cfg.seed + 12345, "mode": "synthetic"},
+    )
 
 
-# ----------------------------------------------------------------------------------------------- contexts
+# ------------------------------------------------------------ contexts
 
 
 class PlainContext:
@@ -264,7 +288,19 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     return out
 
 
-# ----------------------------------------------------------------------------------------------- the loop
+# ------------------------------------------------------------ the loop
+
+
+def _maybe_inject_fault(step: int, run_dir: Path) -> None:
+    """Fault injection for the resume tests: with SOUNDCTM_FAULT_AT_STEP=k the process dies (exit 3)
+    right after step k, once per run directory."""
+    at = os.environ.get("SOUNDCTM_FAULT_AT_STEP")
+    if at is None or step != int(at):
+        return
+    marker = Path(run_dir) / ".fault-injected"
+    if not marker.exists():
+        marker.touch()
+        os._exit(3)
 
 
 def make_task(cfg: TrainConfig, data, device, log=print):
@@ -277,8 +313,23 @@ def make_task(cfg: TrainConfig, data, device, log=print):
     return DistillTask(cfg, data, device, log=log)
 
 
-def run_training(config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, progress: bool = True,
-                 log=print) -> dict[str, Any]:
+def run_training(
+    config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, progress: bool = True, log=print
+) -> dict[str, Any]:
+    """Train (or resume) a run in `run_dir`. Returns a summary: steps, wall time, last losses, export path.
+
+    With `config.threads` set, torch uses that many threads during the run (restored afterwards).
+    """
+    prev = torch.get_num_threads()
+    try:
+        return _run_training(config, run_dir, ctx=ctx, progress=progress, log=log)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _run_training(
+    config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, progress: bool = True, log=print
+) -> dict[str, Any]:
     """Train (or resume) a run in `run_dir`. Returns a summary: steps, wall time, last losses, export path."""
     cfg = resolve_config(config)
     run_dir = Path(run_dir)
@@ -304,6 +355,7 @@ def run_training(config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, p
         task.model.load_state_dict(state["model"])
         task.ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
+        task.load_extra_state(state.get("task", {}))
         torch.set_rng_state(state["rng"]["torch"])
         start = int(state["step"])
         if main:
@@ -316,8 +368,14 @@ def run_training(config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, p
     if main and progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.kind} {cfg.preset}", unit="step", mininterval=1.0,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=start,
+            desc=f"{cfg.kind} {cfg.preset}",
+            unit="step",
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
     t_run = time.perf_counter()
     last: dict[str, float] = {}
     mf = open(mpath, "a") if main else None
@@ -334,13 +392,20 @@ def run_training(config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, p
             allreduce_mean(grads)
             gnorm = torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
             opt.step()
-            task.update_ema()
+            task.update_ema(step)
+            out.update(task.post_step(step))
             scalars = torch.stack([out[k].detach().float().reshape(()) for k in task.log_keys])
             allreduce_mean([scalars])
             dt = time.perf_counter() - t0
             last = {k: float(v) for k, v in zip(task.log_keys, scalars)}
-            rec = {"step": step, **last, "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"],
-                   "step_seconds": dt, **memory_stats(device)}
+            rec = {
+                "step": step,
+                **last,
+                "grad_norm": float(gnorm),
+                "lr": opt.param_groups[0]["lr"],
+                "step_seconds": dt,
+                **memory_stats(device),
+            }
             if mf is not None:
                 mf.write(json.dumps(rec) + "\n")
                 mf.flush()
@@ -351,10 +416,17 @@ def run_training(config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, p
                 raise FloatingPointError(f"non-finite loss at step {step}: {last}")
             nxt = step + 1
             if nxt % cfg.checkpoint_every == 0 or nxt == cfg.steps:
-                st = {"step": nxt, "model": task.model.state_dict(), "ema": task.ema.state_dict(),
-                      "optimizer": opt.state_dict(), "rng": {"torch": torch.get_rng_state()},
-                      "config": json.loads(json.dumps(cfg.to_dict()))}
+                st = {
+                    "step": nxt,
+                    "model": task.model.state_dict(),
+                    "ema": task.ema.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "rng": {"torch": torch.get_rng_state()},
+                    "task": task.extra_state(),
+                    "config": json.loads(json.dumps(cfg.to_dict())),
+                }
                 ctx.save(st if main else None, rec, cfg.keep_checkpoints)
+            _maybe_inject_fault(step, run_dir)
     finally:
         if bar is not None:
             bar.close()
@@ -365,12 +437,25 @@ def run_training(config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, p
     if main and cfg.export:
         from soundctm.train.checkpoint import export_model
 
-        export = export_model(run_dir / "export.safetensors", task.ema, kind=task.export_kind,
-                              preset=task.preset, train_config=cfg.to_dict(),
-                              extra={"conditioning": data.info, "steps": cfg.steps, **task.export_extra()})
-    summary = {"run_dir": str(run_dir), "steps": cfg.steps, "resumed_from": start, "setup_seconds": setup_seconds,
-               "train_seconds": run_seconds, "last": last, "export": str(export) if export else None,
-               "torch_threads": torch.get_num_threads(), **memory_stats(device)}
+        export = export_model(
+            run_dir / "export.safetensors",
+            task.ema,
+            kind=task.export_kind,
+            preset=task.preset,
+            train_config=cfg.to_dict(),
+            extra={"conditioning": data.info, "steps": cfg.steps, **task.export_extra()},
+        )
+    summary = {
+        "run_dir": str(run_dir),
+        "steps": cfg.steps,
+        "resumed_from": start,
+        "setup_seconds": setup_seconds,
+        "train_seconds": run_seconds,
+        "last": last,
+        "export": str(export) if export else None,
+        "torch_threads": torch.get_num_threads(),
+        **memory_stats(device),
+    }
     if main:
         write_json(run_dir / "summary.json", summary)
     return summary

@@ -60,7 +60,6 @@ class VAETrainConfig:
     mel_weight: float = 15.0  # App. C.2
     kl_weight: float = 1e-5  # App. C.2
     sc_weight: float = 0.0  # optional spectral convergence (not in the paper)
-    wave_weight: float = 0.0  # optional waveform L1 (not in the paper; a cheap phase anchor without a GAN)
     adv_weight: float = 0.0  # App. C.2 uses 1.0 (needs a discriminator; not implemented here)
     fm_weight: float = 0.0  # App. C.2 uses 2.0 (needs a discriminator; not implemented here)
     mel_windows: tuple[int, ...] = DAC_MEL_WINDOWS
@@ -133,10 +132,6 @@ def vae_loss(
     kl = kl_loss(mean, logvar)
     loss = cfg.mel_weight * mel + cfg.kl_weight * kl
     parts = {"mel": float(mel.detach().mean()), "kl": float(kl.detach().mean())}
-    if cfg.wave_weight:
-        wave = (x_hat - x).abs().mean(dim=(1, 2))
-        loss = loss + cfg.wave_weight * wave
-        parts["wave"] = float(wave.detach().mean())
     if cfg.sc_weight:
         sc = spectral_convergence_loss(x_hat, x)
         loss = loss + cfg.sc_weight * sc

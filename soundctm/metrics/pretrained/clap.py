@@ -45,6 +45,7 @@ from .weights import load_into, load_state_dict, require_weights, set_offline_en
 __all__ = [
     "ClapEmbedder",
     "build_clap_model",
+    "clap_available",
     "load_roberta_tokenizer",
     "check_tokenizer",
     "EmptyTokenizerError",
@@ -60,9 +61,20 @@ EMBED_DIM = 512
 
 # The roberta-base configuration (hub config.json of roberta-base), so the text tower is built offline.
 ROBERTA_BASE = dict(
-    vocab_size=50265, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
-    hidden_act="gelu", hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, max_position_embeddings=514,
-    type_vocab_size=1, initializer_range=0.02, layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0,
+    vocab_size=50265,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    initializer_range=0.02,
+    layer_norm_eps=1e-5,
+    pad_token_id=1,
+    bos_token_id=0,
     eos_token_id=2,
 )
 
@@ -76,6 +88,11 @@ def _quiet():
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def clap_available() -> bool:
+    """True when the `laion-clap` package is installed (checked WITHOUT importing it)."""
+    return importlib.util.find_spec("laion_clap") is not None
 
 
 def _clap_module():
@@ -119,8 +136,9 @@ def _roberta_from_config(overrides: dict | None = None):
         cm_model.RobertaModel = original
 
 
-def build_clap_model(amodel: str = "HTSAT-tiny", device: str | torch.device = "cpu",
-                     roberta_overrides: dict | None = None) -> torch.nn.Module:
+def build_clap_model(
+    amodel: str = "HTSAT-tiny", device: str | torch.device = "cpu", roberta_overrides: dict | None = None
+) -> torch.nn.Module:
     """laion-clap's CLAP model (non-fusion, RoBERTa text), random weights, eval mode.
 
     roberta_overrides: changes to `ROBERTA_BASE` (e.g. num_hidden_layers=1 for fast tests); a model
@@ -128,8 +146,9 @@ def build_clap_model(amodel: str = "HTSAT-tiny", device: str | torch.device = "c
     """
     cm = _clap_module()
     with _quiet(), _roberta_from_config(roberta_overrides):
-        model, _cfg = cm.create_model(amodel, "roberta", precision="fp32", device=torch.device(device),
-                                      enable_fusion=False)
+        model, _cfg = cm.create_model(
+            amodel, "roberta", precision="fp32", device=torch.device(device), enable_fusion=False
+        )
     return model.eval()
 
 
@@ -150,8 +169,9 @@ def load_roberta_tokenizer(directory: str | os.PathLike | None = None):
 
 def tokenize(tokenizer, captions: Sequence[str]) -> dict[str, torch.Tensor]:
     """captions -> {"input_ids": [B, 77], "attention_mask": [B, 77]} as laion-clap does it."""
-    enc = tokenizer(list(captions), padding="max_length", truncation=True, max_length=MAX_TEXT_LEN,
-                    return_tensors="pt")
+    enc = tokenizer(
+        list(captions), padding="max_length", truncation=True, max_length=MAX_TEXT_LEN, return_tensors="pt"
+    )
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
@@ -202,7 +222,9 @@ class ClapEmbedder(Embedder):
     outputs = ("embeddings",)
     has_text = True
 
-    def __init__(self, model: torch.nn.Module, tokenizer, device: str | torch.device = "cpu", batch_size: int = 8):
+    def __init__(
+        self, model: torch.nn.Module, tokenizer, device: str | torch.device = "cpu", batch_size: int = 8
+    ):
         check_tokenizer(tokenizer)
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
@@ -214,8 +236,14 @@ class ClapEmbedder(Embedder):
         return 1  # repeat-padding is part of the protocol
 
     @classmethod
-    def from_weights(cls, path=None, tokenizer_dir=None, device: str | torch.device = "cpu",
-                     roberta_overrides: dict | None = None, **kw) -> ClapEmbedder:
+    def from_weights(
+        cls,
+        path=None,
+        tokenizer_dir=None,
+        device: str | torch.device = "cpu",
+        roberta_overrides: dict | None = None,
+        **kw,
+    ) -> ClapEmbedder:
         """Load `630k-audioset-best.pt` (or `path`) and the local RoBERTa tokenizer; one error for all missing.
 
         roberta_overrides: text-tower size changes for `build_clap_model` (tests only).
@@ -227,8 +255,12 @@ class ClapEmbedder(Embedder):
         tokenizer = load_roberta_tokenizer(tokenizer_dir)
         model = build_clap_model(device="cpu", roberta_overrides=roberta_overrides)
         # position_ids is a non-persistent buffer in current transformers (laion-clap drops it too).
-        load_into(model, load_state_dict(path), ignore_prefixes=("text_branch.embeddings.position_ids",),
-                  source=str(path))
+        load_into(
+            model,
+            load_state_dict(path),
+            ignore_prefixes=("text_branch.embeddings.position_ids",),
+            source=str(path),
+        )
         return cls(model, tokenizer, device=device, **kw)
 
     # ---------------------------------------------------------------- audio
@@ -246,8 +278,9 @@ class ClapEmbedder(Embedder):
         emb = np.concatenate(outs, 0)
         return {"embeddings": emb, "frames": np.ones(len(emb), np.int64)}
 
-    def features(self, waveforms, sample_rate: int = SAMPLE_RATE, normalise: bool = False,
-                 grad: bool = False) -> list[torch.Tensor]:
+    def features(
+        self, waveforms, sample_rate: int = SAMPLE_RATE, normalise: bool = False, grad: bool = False
+    ) -> list[torch.Tensor]:
         """Per-stage audio-encoder features for CLAP-LPAPS.
 
         waveforms: list of [N] / [C, N] clips, or a [B, N] batch, at `sample_rate` (resampled to 48 kHz,
@@ -269,13 +302,17 @@ class ClapEmbedder(Embedder):
         branch = self.model.audio_branch
         stages: list[list[torch.Tensor]] = [[] for _ in branch.layers]
         captured: list[torch.Tensor] = []
-        hooks = [layer.register_forward_hook(lambda m, i, o: captured.append(o[0] if isinstance(o, tuple) else o))
-                 for layer in branch.layers]
+        hooks = [
+            layer.register_forward_hook(lambda m, i, o: captured.append(o[0] if isinstance(o, tuple) else o))
+            for layer in branch.layers
+        ]
         try:
             with torch.set_grad_enabled(grad):
                 for xb in batches:
                     captured.clear()
-                    branch({"waveform": xb, "longer": torch.zeros(len(xb), dtype=torch.bool)}, device=self.device)
+                    branch(
+                        {"waveform": xb, "longer": torch.zeros(len(xb), dtype=torch.bool)}, device=self.device
+                    )
                     for k, t in enumerate(captured):
                         stages[k].append(t if grad else t.detach())
         finally:

@@ -86,8 +86,12 @@ class KapreMelSpectrogram(nn.Module):
         k = np.arange(N_DFT // 2 + 1)
         window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / N_DFT)  # periodic Hann
         ang = 2.0 * np.pi * k[:, None] * n[None, :] / N_DFT
-        self.register_buffer("dft_real", torch.tensor(np.cos(ang) * window, dtype=torch.float32)[:, None], persistent=False)
-        self.register_buffer("dft_imag", torch.tensor(-np.sin(ang) * window, dtype=torch.float32)[:, None], persistent=False)
+        self.register_buffer(
+            "dft_real", torch.tensor(np.cos(ang) * window, dtype=torch.float32)[:, None], persistent=False
+        )
+        self.register_buffer(
+            "dft_imag", torch.tensor(-np.sin(ang) * window, dtype=torch.float32)[:, None], persistent=False
+        )
         self.register_buffer("mel", torch.tensor(kapre_mel_matrix(), dtype=torch.float32), persistent=False)
         rem = FRAME % N_HOP
         total = max(N_DFT - (rem if rem else N_HOP), 0)

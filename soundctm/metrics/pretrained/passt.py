@@ -64,18 +64,50 @@ def build_passt_model(**net_overrides) -> torch.nn.Module:
 
         if net_overrides:
             kw = dict(
-                u_patchout=0, s_patchout_t=0, s_patchout_f=0, img_size=(128, 998), patch_size=16,
-                stride=(10, 10), in_chans=1, num_classes=527, embed_dim=768, depth=12, num_heads=12,
+                u_patchout=0,
+                s_patchout_t=0,
+                s_patchout_f=0,
+                img_size=(128, 998),
+                patch_size=16,
+                stride=(10, 10),
+                in_chans=1,
+                num_classes=527,
+                embed_dim=768,
+                depth=12,
+                num_heads=12,
                 distilled=True,
             )
             kw.update(net_overrides)
             net = PaSST(**kw)
         else:
-            net = get_model(arch=ARCH, pretrained=False, n_classes=527, in_channels=1, fstride=10, tstride=10,
-                            input_fdim=128, input_tdim=998, u_patchout=0, s_patchout_t=0, s_patchout_f=0)
-        mel = AugmentMelSTFT(n_mels=128, sr=SAMPLE_RATE, win_length=800, hopsize=320, n_fft=1024, freqm=48,
-                             timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
-                             fmax_aug_range=2000)
+            net = get_model(
+                arch=ARCH,
+                pretrained=False,
+                n_classes=527,
+                in_channels=1,
+                fstride=10,
+                tstride=10,
+                input_fdim=128,
+                input_tdim=998,
+                u_patchout=0,
+                s_patchout_t=0,
+                s_patchout_f=0,
+            )
+        mel = AugmentMelSTFT(
+            n_mels=128,
+            sr=SAMPLE_RATE,
+            win_length=800,
+            hopsize=320,
+            n_fft=1024,
+            freqm=48,
+            timem=192,
+            htk=False,
+            fmin=0.0,
+            fmax=None,
+            norm=1,
+            fmin_aug_range=10,
+            fmax_aug_range=2000,
+        )
         model = PasstBasicWrapper(mel=mel, net=net, mode="logits")
     return model.eval()
 
@@ -120,8 +152,13 @@ class PasstEmbedder(Embedder):
     channels = "mono"
     outputs = ("logits",)
 
-    def __init__(self, model: torch.nn.Module, protocol: str = "stable-audio", device: str | torch.device = "cpu",
-                 batch_size: int = 8):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        protocol: str = "stable-audio",
+        device: str | torch.device = "cpu",
+        batch_size: int = 8,
+    ):
         if protocol not in PROTOCOLS:
             raise ValueError(f"unknown PaSST protocol {protocol!r}; choose one of {PROTOCOLS}")
         self.protocol = protocol
@@ -136,8 +173,14 @@ class PasstEmbedder(Embedder):
         return 1  # each protocol pads on its own terms
 
     @classmethod
-    def from_weights(cls, path=None, protocol: str = "stable-audio", device: str | torch.device = "cpu",
-                     net_overrides: dict | None = None, **kw) -> PasstEmbedder:
+    def from_weights(
+        cls,
+        path=None,
+        protocol: str = "stable-audio",
+        device: str | torch.device = "cpu",
+        net_overrides: dict | None = None,
+        **kw,
+    ) -> PasstEmbedder:
         """Load the local PaSST checkpoint (`path` or `SOUNDCTM_PASST_WEIGHTS`) into hear21passt's model.
 
         net_overrides: architecture changes passed to `build_passt_model` (tests only).

@@ -116,7 +116,10 @@ class VGGishNet(nn.Module):
         self.features = nn.Sequential(*layers)
         # Index layout matches torchvggish (0, 2, 4 are the linear layers); the final ReLU is omitted.
         self.embeddings = nn.Sequential(
-            nn.Linear(512 * 4 * 6, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 4096), nn.ReLU(inplace=True),
+            nn.Linear(512 * 4 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
             nn.Linear(4096, 128),
         )
 
@@ -164,7 +167,9 @@ class VGGishEmbedder(Embedder):
     def forward(self, waveforms: list[np.ndarray]) -> dict[str, np.ndarray]:
         examples = [log_mel_examples(w) for w in waveforms]
         frames = np.array([len(e) for e in examples], np.int64)
-        allx = np.concatenate(examples, 0) if examples else np.zeros((0, EXAMPLE_FRAMES, NUM_MELS), np.float32)
+        allx = (
+            np.concatenate(examples, 0) if examples else np.zeros((0, EXAMPLE_FRAMES, NUM_MELS), np.float32)
+        )
         outs = []
         for i in range(0, len(allx), self.batch_size):
             xb = torch.from_numpy(allx[i : i + self.batch_size]).to(self.device)[:, None]

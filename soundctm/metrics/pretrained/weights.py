@@ -187,12 +187,17 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path}: no tensors found (expected a state_dict)")
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     if all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
-def load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], *, ignore_prefixes: tuple[str, ...] = (),
-              source: str = "") -> None:
+def load_into(
+    module: torch.nn.Module,
+    sd: dict[str, torch.Tensor],
+    *,
+    ignore_prefixes: tuple[str, ...] = (),
+    source: str = "",
+) -> None:
     """`module.load_state_dict(sd, strict=True)` after dropping keys under `ignore_prefixes`.
 
     Missing or unexpected keys raise with their names (no silent partial loads).
@@ -203,6 +208,7 @@ def load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], *, ignore_pr
     unexpected = sorted(set(sd) - set(own))
     bad_shape = sorted(k for k in set(own) & set(sd) if tuple(own[k].shape) != tuple(sd[k].shape))
     if missing or unexpected or bad_shape:
+
         def _few(xs):
             return ", ".join(xs[:8]) + (f" ... (+{len(xs) - 8})" if len(xs) > 8 else "")
 
@@ -213,7 +219,8 @@ def load_into(module: torch.nn.Module, sd: dict[str, torch.Tensor], *, ignore_pr
             parts.append(f"unexpected keys: {_few(unexpected)}")
         if bad_shape:
             parts.append(
-                "shape mismatch: " + _few([f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in bad_shape])
+                "shape mismatch: "
+                + _few([f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in bad_shape])
             )
         raise ValueError(f"weights {source or ''} do not fit {type(module).__name__}: " + "; ".join(parts))
     module.load_state_dict(sd, strict=True)
