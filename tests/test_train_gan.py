@@ -15,7 +15,8 @@ def test_discriminators_shapes_and_losses():
     torch.manual_seed(0)
     d = AudioDiscriminators(periods=(2, 3), n_ffts=(256, 128))
     wav = torch.randn(2, 1, 4000) * 0.1
-    logits, feats = d(wav)
+    with torch.no_grad():
+        logits, feats = d(wav)
     assert len(logits) == 4 and len(feats) == 4
     assert all(lg.shape[0] == 2 for lg in logits)
     # hinge: a discriminator that separates perfectly (real >= 1, fake <= -1) has zero loss
@@ -32,8 +33,17 @@ def test_discriminators_shapes_and_losses():
 
 
 def test_distillation_with_the_gan_term_trains_and_resumes(tmp_path):
-    common = dict(kind="distill", data="synthetic", batch_size=2, synthetic_clips=2, max_ode_steps=1, gan=True,
-                  checkpoint_every=1, threads=1, export=False)
+    common = dict(
+        kind="distill",
+        data="synthetic",
+        batch_size=2,
+        synthetic_clips=2,
+        max_ode_steps=1,
+        gan=True,
+        checkpoint_every=1,
+        threads=1,
+        export=False,
+    )
     run_training(TrainConfig(steps=2, **common), tmp_path / "a", progress=False)
     run_training(TrainConfig(steps=1, **common), tmp_path / "b", progress=False)
     run_training(TrainConfig(steps=2, **common), tmp_path / "b", progress=False)

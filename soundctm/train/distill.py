@@ -238,10 +238,10 @@ def tiny_student_config(
         kind="distill",
         preset=preset,
         distance=distance,
-        steps=400,
-        batch_size=16,
+        steps=300,
+        batch_size=8,
         checkpoint_every=100,
-        teacher_path=str(teacher_path),
+        teacher_path=str(teacher_path) if teacher_path else None,
         data="tiny",
     )
     base.update(overrides)
