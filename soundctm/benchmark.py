@@ -55,11 +55,13 @@ TABLE3_ROWS = [
         needs="the AudioLDM2-48kHz checkpoint, its VAE/vocoder and its text encoders"),
     Row("Teacher w/ Heun solver", "teacher", 40, 5.0, None,
         {"FD_openl3": 72.34, "KL_passt": 1.74, "CLAP": 0.36, "seconds_H100": 2.50}),
-    Row("SoundCTM-DiT", "student", 1, 5.0, 1.0, {"FD_openl3": 84.07, "KL_passt": 1.74, "CLAP": 0.36, "seconds_H100": 0.06}),
-    Row("SoundCTM-DiT", "student", 2, 5.0, 1.0, {"FD_openl3": 79.96, "KL_passt": 1.61, "CLAP": 0.38, "seconds_H100": 0.10}),
-    Row("SoundCTM-DiT", "student", 4, 5.0, 1.0, {"FD_openl3": 83.14, "KL_passt": 1.57, "CLAP": 0.37, "seconds_H100": 0.18}),
-    Row("SoundCTM-DiT", "student", 8, 5.0, 5.0, {"FD_openl3": 79.05, "KL_passt": 1.29, "CLAP": 0.40, "seconds_H100": 0.35}),
-    Row("SoundCTM-DiT", "student", 16, 5.0, 5.0, {"FD_openl3": 72.24, "KL_passt": 1.27, "CLAP": 0.42, "seconds_H100": 0.71}),
+    *[Row("SoundCTM-DiT", "student", n, 5.0, nu, dict(zip(TABLE3_PAPER_COLUMNS, vals))) for n, nu, vals in [
+        (1, 1.0, (84.07, 1.74, 0.36, 0.06)),
+        (2, 1.0, (79.96, 1.61, 0.38, 0.10)),
+        (4, 1.0, (83.14, 1.57, 0.37, 0.18)),
+        (8, 5.0, (79.05, 1.29, 0.40, 0.35)),
+        (16, 5.0, (72.24, 1.27, 0.42, 0.71)),
+    ]],
 ]
 
 

@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     c, t = student.latent_shape
     l, d = student.cond_shape
     z = prior_noise([args.seed], (c, t))
-    cond = torch.nn.functional.normalize(torch.randn(1, l, d, generator=torch.Generator().manual_seed(args.seed)), dim=-1)
+    g = torch.Generator().manual_seed(args.seed)
+    cond = torch.nn.functional.normalize(torch.randn(1, l, d, generator=g), dim=-1)
     uncond = torch.zeros(1, l, d)
     print(f"{args.preset}: latent {c}x{t}, cond {l}x{d}, omega={args.omega}, nu={args.nu} (random weights)")
     ref = None

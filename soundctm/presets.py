@@ -135,9 +135,9 @@ def build_teacher(name: str, seed: int = 0, device=None):
 
 def build_student(name: str, seed: int = 0, device=None, teacher=None):
     """A student (`soundctm.ctm.CTMStudent`) for preset `name`: from `teacher` if given, else random."""
-    from soundctm.ctm import CTMStudent
-
     import torch
+
+    from soundctm.ctm import CTMStudent
 
     p = model_preset(name)
     teacher = teacher if teacher is not None else build_teacher(name, seed, device)

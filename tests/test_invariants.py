@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from conftest import randomize_
+from gaussian import ExactFlowStudent, GaussianTeacher
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import randomize_
-from gaussian import ExactFlowStudent, GaussianTeacher
 from soundctm.ctm import CTMLoss, TimeDraw, d_teacher, draw_tus, feature_distance
 from soundctm.edm import EDMScalings, Precond, cfg_denoiser, heun_solve, karras_sigmas
 from soundctm.nn.dit import DiT, DiTConfig
