@@ -188,9 +188,7 @@ def generate_latents(
         if isinstance(model, CTMStudent):
             out.append(sample(model, zT, steps=steps, cond=c, uncond=uncond, omega=omega))
         else:
-            out.append(
-                teacher_sample(model, zT, cond=c, uncond=uncond, omega=omega, n_grid=model.preset.n_grid)
-            )
+            out.append(teacher_sample(model, zT, cond=c, uncond=uncond, omega=omega, n_grid=model.preset.n_grid))
     return torch.cat(out)
 
 
@@ -216,6 +214,9 @@ def text_dependence(
     corpus, vae, clap = get_tiny_components(cache, progress=False, log=log)
     ids, captions, labels = _test_set(corpus, n_clips)
     n = len(ids)
+    from soundctm.ctm import CTMStudent
+
+    is_student = isinstance(model, CTMStudent)
     mode = "pooled" if model.cond_shape[0] == 1 else "tokens"
     cond = encode_conditioning(clap, captions, mode, model.cond_shape[0])
     uncond = encode_conditioning(clap, [""], mode, model.cond_shape[0])
@@ -245,7 +246,7 @@ def text_dependence(
     res = {
         "n_clips": n,
         "omega": omega,
-        "steps": steps,
+        "sampler": f"student, {steps} step(s)" if is_student else f"teacher, {model.preset.n_grid}-point Heun",
         "seed": seed,
         "evt_accuracy": float(hit.mean()),
         "evt_accuracy_shuffled_labels": float(chance.mean()),
