@@ -26,7 +26,7 @@ from soundctm.ctm import CTMLoss, apply_dropout, draw_distill, ema_update, make_
 from soundctm.edm import _bcast, karras_sigmas
 from soundctm.rng import example_generators
 from soundctm.train.data import pairs_for, worker_indices
-from soundctm.train.loop import TrainConfig, allreduce_mean, run_training
+from soundctm.train.loop import TrainConfig, allreduce_mean
 
 __all__ = ["DistillTask", "tiny_student_config", "distill_tiny_student", "global_adaptive_weight"]
 
@@ -265,19 +265,11 @@ def distill_tiny_student(
     setting and of the teacher file's checksum; an interrupted run resumes.
     """
     from soundctm.data.latent_cache import file_checksum
-    from soundctm.train.teacher import run_key, runs_dir
+    from soundctm.train.teacher import build_or_reuse, run_key, runs_dir
 
     cfg = tiny_student_config(
         teacher_path, preset, distance, cache=str(cache) if cache is not None else None, **overrides
     )
     key = run_key(cfg, {"teacher": file_checksum(teacher_path)})
     run_dir = runs_dir(cache) / f"student-{preset}-{distance}-{key}"
-    export = run_dir / "export.safetensors"
-    if export.exists() and not force:
-        return export
-    if force and run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
-    run_training(cfg, run_dir, progress=progress, log=log)
-    return export
+    return build_or_reuse(cfg, run_dir, force=force, progress=progress, log=log)

@@ -147,6 +147,12 @@ def train_tiny_teacher(
     """
     cfg = tiny_teacher_config(preset, cache=str(cache) if cache is not None else None, **overrides)
     run_dir = runs_dir(cache) / f"teacher-{preset}-{run_key(cfg, _components_key(cache))}"
+    return build_or_reuse(cfg, run_dir, force=force, progress=progress, log=log)
+
+
+def build_or_reuse(cfg: TrainConfig, run_dir: Path, *, force: bool, progress: bool, log) -> Path:
+    """The export of the run in `run_dir`: reused if finished, else trained (resuming any checkpoint);
+    `force` starts the run afresh."""
     export = run_dir / "export.safetensors"
     if export.exists() and not force:
         return export
