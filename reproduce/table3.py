@@ -169,17 +169,23 @@ def run_tiny(args) -> int:
     if args.export_checkpoints:
         ck = Path(args.checkpoints)
         files = B.regression_files(ck)
-        B.copy_checkpoint(teacher_path, files["teacher"])
-        B.copy_checkpoint(student_path, files["student"])
-        B.copy_checkpoint(components_dir(cache) / "vae.safetensors", files["vae"])
-        B.copy_checkpoint(components_dir(cache) / "clap.safetensors", files["clap"])
         evt_file = sorted(evt_dir.glob(f"tiny-evt-v*-{evt.meta['corpus_checksum']}.safetensors"))[-1]
-        B.copy_checkpoint(evt_file, files["evaluators"] / evt_file.name)
-        print("[table3] regression subset from the committed checkpoints ...", flush=True)
-        reg = B.regression_metrics(corpus, files)
-        write_json(out_dir / "regression.json", {"meta": B.provenance(tier="tiny", n_clips=B.REGRESSION_N_CLIPS,
-                                                                       seed_base=B.REGRESSION_SEED_BASE),
-                                                  "metrics": reg})
+        sources = {"teacher": teacher_path, "student": student_path, "vae": components_dir(cache) / "vae.safetensors",
+                   "clap": components_dir(cache) / "clap.safetensors"}
+        targets = {**{k: files[k] for k in sources}, "evt": files["evaluators"] / evt_file.name}
+        sources["evt"] = evt_file
+        changed = [k for k in sources if not B.same_file(sources[k], targets[k])]
+        if changed or not (out_dir / "regression.json").exists():
+            for k in changed:
+                B.copy_checkpoint(sources[k], targets[k])
+            print(f"[table3] checkpoints exported ({', '.join(changed) or 'unchanged'}); regression subset ...",
+                  flush=True)
+            reg = B.regression_metrics(corpus, files)
+            write_json(out_dir / "regression.json", {
+                "meta": B.provenance(tier="tiny", n_clips=B.REGRESSION_N_CLIPS, seed_base=B.REGRESSION_SEED_BASE),
+                "metrics": reg})
+        else:
+            print(f"[table3] committed checkpoints in {ck} are current; regression record kept", flush=True)
 
     print()
     print((out_dir / "table3.md").read_text())

@@ -154,6 +154,13 @@ def to_csv(rows: list[dict], columns: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when both files exist with identical bytes (sha256)."""
+    from soundctm.data.latent_cache import file_checksum
+
+    return Path(a).exists() and Path(b).exists() and file_checksum(a, n=64) == file_checksum(b, n=64)
+
+
 def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
