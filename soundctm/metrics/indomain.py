@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from soundctm.metrics.registry import Embedder, register
+from soundctm.nn.vae import mel_filterbank
 
 __all__ = [
     "LogMel",
@@ -46,21 +47,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- front end
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    """HTK-mel triangular filters [n_mels, n_fft // 2 + 1] (area not normalised)."""
-    hz2mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-    mel2hz = lambda m: 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
-    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = mel2hz(np.linspace(hz2mel(fmin), hz2mel(fmax), n_mels + 2))
-    fb = np.zeros((n_mels, len(freqs)))
-    for m in range(n_mels):
-        lo, c, hi = edges[m], edges[m + 1], edges[m + 2]
-        up = (freqs - lo) / max(c - lo, 1e-9)
-        down = (hi - freqs) / max(hi - c, 1e-9)
-        fb[m] = np.clip(np.minimum(up, down), 0.0, None)
-    return fb
-
-
 class LogMel(nn.Module):
     """Waveform [B, N] -> log-mel [B, n_mels, 1 + N // hop] (periodic Hann, centred STFT, power)."""
 
@@ -68,7 +54,7 @@ class LogMel(nn.Module):
         super().__init__()
         self.n_fft, self.hop, self.floor = n_fft, hop, floor
         fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax or sample_rate / 2)
-        self.register_buffer("fb", torch.tensor(fb, dtype=torch.float32), persistent=False)
+        self.register_buffer("fb", fb.clone(), persistent=False)
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
