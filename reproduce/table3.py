@@ -85,13 +85,74 @@ def markdown(rows, cols, paper_cols, claim_list, meta) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_tiny(args) -> int:
+def write_table(out_dir: Path, rows, cols, claim_list, meta) -> None:
+    """results/<tier>/table3.{csv,md,json}."""
+    meta["claims"] = claim_list
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_cols = ["model", "kind", "channels_sr", "steps", "omega", "nu", *cols, "seconds", "not_run"] + [
+        f"paper_{c}" for c in B.TABLE3_PAPER_COLUMNS]
+    flat = [{**r, **{f"paper_{k}": v for k, v in r["paper"].items()}} for r in rows]
+    write_text(out_dir / "table3.csv", B.to_csv(flat, csv_cols))
+    write_text(out_dir / "table3.md", markdown(rows, cols, B.TABLE3_PAPER_COLUMNS, claim_list, meta))
+    write_json(out_dir / "table3.json", {"meta": meta, "rows": rows})
+
+
+def table_rows(models, vae, text_encoder, items, sample_rate, embs, cols, seeds, args, *, channels_sr):
+    """Generate, decode and score every row of Table 3 (+ the VAE-reconstruction floor); returns row dicts."""
     from soundctm.metrics.evaluate import evaluate_arrays
+    from soundctm.train.data import encode_conditioning
+
+    n = len(items)
+    captions = [it["caption"] for it in items]
+    ref = [it["audio"][0].numpy() for it in items]
+    rows = []
+    for row in B.TABLE3_ROWS:
+        rec = {"model": row.model, "kind": row.kind, "steps": row.steps, "omega": row.omega, "nu": row.nu,
+               "channels_sr": channels_sr if row.kind != "baseline" else row.channels_sr, "paper": row.paper}
+        if row.kind == "baseline":
+            rec["not_run"] = row.needs
+            rows.append(rec)
+            continue
+        model = models[row.kind]
+        mode = B.cond_mode(model)
+        cond = encode_conditioning(text_encoder, captions, mode, model.cond_shape[0])
+        uncond = encode_conditioning(text_encoder, [""], mode, model.cond_shape[0])
+        t0 = time.time()
+        z = B.generate(model, row, cond, uncond, seeds)
+        wav = B.decode(vae, z)
+        gen_s = time.time() - t0
+        res = evaluate_arrays(list(wav), ref, captions, sample_rate, metrics=("fd", "kl", "clap"),
+                              embedders=embs)
+        rec.update({k: float(v) for k, v in res.items() if k in cols})
+
+        def one(model=model, row=row, c=cond[:1], u=uncond):
+            B.decode(vae, B.generate(model, row, c, u, [args.seed]))
+
+        rec["seconds"] = B.time_per_sample(one, repeats=args.timing_repeats)
+        rec["generation_seconds_total"] = gen_s
+        rows.append(rec)
+        print(f"[table3] {row.model:24s} steps={row.steps:2d} " + "  ".join(f"{c}={rec[c]:.3f}" for c in cols)
+              + f"  {rec['seconds']:.4f} s/sample", flush=True)
+
+    # The floor every generated row sits on: the VAE's reconstruction of the real test clips.
+    with torch.no_grad():
+        audio = torch.stack([it["audio"] for it in items])
+        z_rec = torch.cat([vae.encode(audio[i:i + 16]) for i in range(0, n, 16)])
+    res = evaluate_arrays(list(B.decode(vae, z_rec)), ref, captions, sample_rate,
+                          metrics=("fd", "kl", "clap"), embedders=embs)
+    rows.append({"model": "VAE reconstruction of the test clips (floor)", "kind": "reference", "steps": None,
+                 "omega": None, "nu": None, "channels_sr": channels_sr,
+                 "paper": dict.fromkeys(B.TABLE3_PAPER_COLUMNS), **{k: float(v) for k, v in res.items() if k in cols}})
+    print(f"[table3] {rows[-1]['model']} " + "  ".join(f"{c}={rows[-1][c]:.3f}" for c in cols), flush=True)
+
+    return rows
+
+
+def run_tiny(args) -> int:
     from soundctm.metrics.indomain import tiny_clap, tiny_evt
     from soundctm.paths import cache_dir
     from soundctm.train.checkpoint import load_export
     from soundctm.train.components import components_dir, get_tiny_components
-    from soundctm.train.data import encode_conditioning
     from soundctm.train.distill import distill_tiny_student
     from soundctm.train.teacher import train_tiny_teacher
 
@@ -112,53 +173,13 @@ def run_tiny(args) -> int:
     ds = corpus.dataset("test", verbose=False)
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     items = [ds[i] for i in range(n)]
-    captions = [it["caption"] for it in items]
-    ref = [it["audio"][0].numpy() for it in items]
     seeds = [args.seed + i for i in range(n)]
     embs = {"fd": evt, "kl": evt, "clap": clap_emb}
     fd_col, kl_col, clap_col = f"FD[{evt.tag}]", f"KL[{evt.tag}]", f"CLAP[{clap_emb.tag}]"
     cols = (fd_col, kl_col, clap_col)
 
-    rows = []
-    for row in B.TABLE3_ROWS:
-        rec = {"model": row.model, "kind": row.kind, "steps": row.steps, "omega": row.omega, "nu": row.nu,
-               "channels_sr": "1/16kHz (tiny)" if row.kind != "baseline" else row.channels_sr, "paper": row.paper}
-        if row.kind == "baseline":
-            rec["not_run"] = row.needs
-            rows.append(rec)
-            continue
-        model = models[row.kind]
-        mode = B.cond_mode(model)
-        cond = encode_conditioning(clap, captions, mode, model.cond_shape[0])
-        uncond = encode_conditioning(clap, [""], mode, model.cond_shape[0])
-        t0 = time.time()
-        z = B.generate(model, row, cond, uncond, seeds)
-        wav = B.decode(vae, z)
-        gen_s = time.time() - t0
-        res = evaluate_arrays(list(wav), ref, captions, corpus.sample_rate, metrics=("fd", "kl", "clap"),
-                              embedders=embs)
-        rec.update({k: float(v) for k, v in res.items() if k in cols})
-
-        def one(model=model, row=row, c=cond[:1], u=uncond):
-            B.decode(vae, B.generate(model, row, c, u, [args.seed]))
-
-        rec["seconds"] = B.time_per_sample(one, repeats=args.timing_repeats)
-        rec["generation_seconds_total"] = gen_s
-        rows.append(rec)
-        print(f"[table3] {row.model:24s} steps={row.steps:2d} " + "  ".join(f"{c}={rec[c]:.3f}" for c in cols)
-              + f"  {rec['seconds']:.4f} s/sample", flush=True)
-
-    # The floor every generated row sits on: the tiny VAE's reconstruction of the real test clips.
-    with torch.no_grad():
-        audio = torch.stack([it["audio"] for it in items])
-        z_rec = torch.cat([vae.encode(audio[i:i + 16]) for i in range(0, n, 16)])
-    res = evaluate_arrays(list(B.decode(vae, z_rec)), ref, captions, corpus.sample_rate,
-                          metrics=("fd", "kl", "clap"), embedders=embs)
-    rows.append({"model": "VAE reconstruction of the test clips (floor)", "kind": "reference", "steps": None,
-                 "omega": None, "nu": None, "channels_sr": "1/16kHz (tiny)",
-                 "paper": dict.fromkeys(B.TABLE3_PAPER_COLUMNS), **{k: float(v) for k, v in res.items() if k in cols}})
-    print(f"[table3] {rows[-1]['model']} " + "  ".join(f"{c}={rows[-1][c]:.3f}" for c in cols), flush=True)
-
+    rows = table_rows(models, vae, clap, items, corpus.sample_rate, embs, cols, seeds, args,
+                      channels_sr="1/16kHz (tiny)")
     claim_list = claims(rows, fd_col, kl_col, clap_col)
     meta = B.provenance(
         tier="tiny", preset="tiny-dit", seed_base=args.seed, n_test_clips=n, wall_seconds=time.time() - t_start,
@@ -168,14 +189,7 @@ def run_tiny(args) -> int:
         embedders={fd_col: evt.settings(), clap_col: clap_emb.settings()},
         evaluator_test_accuracy=evt.meta.get("test_accuracy") if hasattr(evt, "meta") else None,
     )
-    meta["claims"] = claim_list
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_cols = ["model", "kind", "channels_sr", "steps", "omega", "nu", *cols, "seconds", "not_run"] + [
-        f"paper_{c}" for c in B.TABLE3_PAPER_COLUMNS]
-    flat = [{**r, **{f"paper_{k}": v for k, v in r["paper"].items()}} for r in rows]
-    write_text(out_dir / "table3.csv", B.to_csv(flat, csv_cols))
-    write_text(out_dir / "table3.md", markdown(rows, cols, B.TABLE3_PAPER_COLUMNS, claim_list, meta))
-    write_json(out_dir / "table3.json", {"meta": meta, "rows": rows})
+    write_table(out_dir, rows, cols, claim_list, meta)
 
     if args.export_checkpoints:
         ck = Path(args.checkpoints)
@@ -204,31 +218,66 @@ def run_tiny(args) -> int:
     return 0
 
 
-def run_paper(args) -> int:
-    """The paper tier: the same rows with the paper presets, AudioCaps and the pretrained embedders."""
+def paper_assets() -> dict[str, Path]:
+    """Every file the paper tier needs; raises one MissingAssetsError naming all absent ones."""
     from soundctm.metrics.pretrained.weights import WEIGHTS, weight_path
     from soundctm.paths import MissingAssetsError, audiocaps_dir, weights_dir
 
     ac = audiocaps_dir()
-    need = [
-        ("AudioCaps test CSV (5 captions per clip)", ac / "test.csv"),
-        ("AudioCaps test audio folder (<youtube_id>.wav)", ac / "audio"),
-        ("SoundCTM-DiT-1B teacher export (safetensors)", weights_dir() / "soundctm-dit-1b-teacher.safetensors"),
-        ("SoundCTM-DiT-1B student export (safetensors)", weights_dir() / "soundctm-dit-1b-student.safetensors"),
-        ("GaussianDAC VAE, 44.1 kHz (safetensors)", weights_dir() / "gaussian-dac-44k.safetensors"),
-    ]
+    need = {
+        "test_5cap": ("AudioCaps test CSV, 5 captions per clip (audiocap_id,youtube_id,start_time,caption)",
+                      ac / "test_5cap.csv"),
+        "audio": ("AudioCaps test audio folder (<youtube_id>.wav)", ac / "audio"),
+        "teacher": ("SoundCTM-DiT-1B teacher export (safetensors, `soundctm train-teacher --preset paper-dit`)",
+                    weights_dir() / "soundctm-dit-1b-teacher.safetensors"),
+        "student": ("SoundCTM-DiT-1B student export (safetensors, `soundctm distill --preset paper-dit`)",
+                    weights_dir() / "soundctm-dit-1b-student.safetensors"),
+        "vae": ("GaussianDAC VAE, 44.1 kHz (safetensors, soundctm.nn.vae.AudioAutoencoder.save)",
+                weights_dir() / "gaussian-dac-44k.safetensors"),
+    }
     for key in ("openl3", "passt", "laion-clap", "roberta-tokenizer"):
-        if key in WEIGHTS:
-            need.append((WEIGHTS[key].what, weight_path(key)))
-    missing = [(what, str(p)) for what, p in need if not Path(p).exists()]
+        need[key] = (WEIGHTS[key].what, weight_path(key))
+    missing = [(what, str(p)) for what, p in need.values() if not Path(p).exists()]
     if missing:
         raise MissingAssetsError(
             missing,
             hint="Set SOUNDCTM_AUDIOCAPS / SOUNDCTM_WEIGHTS (or the per-model variables in "
                  "soundctm/metrics/pretrained/weights.py) to where these files live; nothing is downloaded.")
-    raise NotImplementedError(
-        "all paper-tier assets are present, but the paper-tier generation/evaluation driver is not "
-        "implemented yet (needs a GPU cluster to be useful)")
+    return {k: Path(p) for k, (_, p) in need.items()}
+
+
+def run_paper(args) -> int:
+    """The paper tier: the same rows with the paper presets, AudioCaps (all 5 captions per test clip,
+    as the full-band protocol) and the pretrained embedders (FD_openl3, KL_passt, CLAP)."""
+    from soundctm.data.audiocaps import AudioCapsDataset
+    from soundctm.metrics.registry import get_embedder
+    from soundctm.nn.text_pretrained import LaionClapText
+    from soundctm.nn.vae import AudioAutoencoder
+    from soundctm.presets import PAPER_AUDIO
+    from soundctm.train.checkpoint import load_export
+
+    assets = paper_assets()
+    t_start = time.time()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    models = {"teacher": load_export(assets["teacher"], device), "student": load_export(assets["student"], device)}
+    vae = AudioAutoencoder.load(assets["vae"]).to(device).eval()
+    text = LaionClapText()
+    ds = AudioCapsDataset(assets["test_5cap"], assets["audio"], sample_rate=PAPER_AUDIO.sample_rate,
+                          clip_samples=PAPER_AUDIO.clip_samples)
+    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    items = [ds[i] for i in range(n)]
+    openl3, passt, clap = get_embedder("openl3"), get_embedder("passt"), get_embedder("laion-clap")
+    embs = {"fd": openl3, "kl": passt, "clap": clap}
+    cols = (f"FD[{openl3.tag}]", f"KL[{passt.tag}]", f"CLAP[{clap.tag}]")
+    seeds = [args.seed + i for i in range(n)]
+    rows = table_rows(models, vae, text, items, PAPER_AUDIO.sample_rate, embs, cols, seeds, args,
+                      channels_sr="1/44.1kHz")
+    meta = B.provenance(tier="paper", preset="paper-dit", seed_base=args.seed, n_test_captions=n,
+                        wall_seconds=time.time() - t_start, assets={k: str(v) for k, v in assets.items()},
+                        timing={"batch": 1, "statistic": f"median of {args.timing_repeats} after 1 warm-up"})
+    write_table(Path(args.out), rows, cols, claims(rows, *cols), meta)
+    print((Path(args.out) / "table3.md").read_text())
+    return 0
 
 
 def main(argv=None) -> int:
