@@ -22,7 +22,6 @@ import hashlib
 import json
 import math
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -260,12 +259,9 @@ def evaluate_components(corpus, vae: AudioAutoencoder, clap: TinyCLAP) -> dict:
 
 
 def _git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parents[2]
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        return r.stdout.strip() or None if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    from soundctm.benchmark import git_commit
+
+    return git_commit(mark_dirty=False)
 
 
 def _default_out() -> Path:

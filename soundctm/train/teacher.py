@@ -177,25 +177,18 @@ def _test_set(corpus, n_clips: int):
     return ids, [caps[y][0] for y in ids], labels
 
 
-@torch.no_grad()
 def generate_latents(
     model, cond: torch.Tensor, uncond: torch.Tensor, *, omega: float, seeds, steps: int = 1, batch: int = 32
 ) -> torch.Tensor:
-    """Latents [B, C, T]: teacher export (40-step Heun, CFG omega) or student (`steps` jumps, Alg. 1)."""
+    """Latents [B, C, T]: teacher export (Heun on its N-point grid, CFG omega) or student (`steps` jumps, Alg. 1)."""
+    from soundctm.benchmark import Row, generate
     from soundctm.ctm import CTMStudent
-    from soundctm.rng import prior_noise
-    from soundctm.sampling import sample, teacher_sample
 
-    out = []
-    seeds = list(seeds)
-    for i in range(0, len(seeds), batch):
-        zT = prior_noise(seeds[i : i + batch], tuple(model.latent_shape))
-        c = cond[i : i + batch]
-        if isinstance(model, CTMStudent):
-            out.append(sample(model, zT, steps=steps, cond=c, uncond=uncond, omega=omega))
-        else:
-            out.append(teacher_sample(model, zT, cond=c, uncond=uncond, omega=omega, n_grid=model.preset.n_grid))
-    return torch.cat(out)
+    if isinstance(model, CTMStudent):
+        row = Row("student", "student", steps, omega, 1.0, {})
+    else:
+        row = Row("teacher", "teacher", model.preset.n_grid, omega, None, {})
+    return generate(model, row, cond, uncond, seeds, batch=batch)
 
 
 @torch.no_grad()
