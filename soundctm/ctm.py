@@ -12,6 +12,7 @@ Shapes: z [B, C, T]; t, s, u, omega [B]; cond [B, L, D].
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -222,13 +223,24 @@ def student_dsm_loss(student: CTMStudent, z0: torch.Tensor, cond: torch.Tensor, 
 
 
 def adaptive_dsm_weight(loss_ctm: torch.Tensor, loss_dsm: torch.Tensor, last_layer: torch.Tensor,
-                        eps: float = 1e-8, max_weight: float = 1e4) -> torch.Tensor:
-    """lambda_DSM = ||grad_{theta_L} L_CTM|| / ||grad_{theta_L} L_DSM|| (Appendix C), detached scalar."""
+                        eps: float = 1e-8, max_weight: float = 1e4, *,
+                        reduce_grads: Callable[[list[torch.Tensor]], None] | None = None) -> torch.Tensor:
+    """lambda = ||grad_{theta_L} L_CTM|| / ||grad_{theta_L} L_other|| (Appendix C), detached scalar,
+    clamped to `max_weight`. The one adaptive weight of training (lambda_DSM, and the GAN term's).
+
+    `reduce_grads`, when given, is applied in place to the two last-layer gradients before their
+    norms are taken: training passes the workers' all-reduce mean (`train.loop.allreduce_mean`), so
+    N workers get the lambda of one process holding the whole batch. Returns 1 when either loss does
+    not reach the last layer.
+    """
     g1 = torch.autograd.grad(loss_ctm, last_layer, retain_graph=True, allow_unused=True)[0]
     g2 = torch.autograd.grad(loss_dsm, last_layer, retain_graph=True, allow_unused=True)[0]
     if g1 is None or g2 is None:
-        return torch.tensor(1.0)
-    return (g1.norm() / (g2.norm() + eps)).clamp(max=max_weight).detach()
+        return torch.tensor(1.0, device=last_layer.device)
+    g1, g2 = g1.detach().clone(), g2.detach().clone()
+    if reduce_grads is not None:
+        reduce_grads([g1, g2])
+    return (g1.norm() / (g2.norm() + eps)).clamp(max=max_weight)
 
 
 @dataclass(frozen=True)
@@ -266,7 +278,7 @@ def apply_dropout(cond: torch.Tensor, uncond: torch.Tensor, drop: torch.Tensor) 
 
 def distill_losses(student: CTMStudent, ema: CTMStudent, ctm_loss: CTMLoss, z0: torch.Tensor,
                    cond: torch.Tensor, uncond: torch.Tensor, draws: DistillDraws, *,
-                   dsm_weight: float = 1.0, adaptive: bool = True) -> dict[str, torch.Tensor]:
+                   dsm_weight: float = 1.0, adaptive: bool = True, reduce_grads=None) -> dict[str, torch.Tensor]:
     """Eq. (9) for one batch: L = L_CTM + lambda_DSM L_DSM. Returns scalars: loss, ctm, dsm, lambda_dsm."""
     cond_used = apply_dropout(cond, uncond, draws.drop)
     z_t = z0 + _bcast(draws.times.t, z0) * draws.noise
@@ -275,7 +287,7 @@ def distill_losses(student: CTMStudent, ema: CTMStudent, ctm_loss: CTMLoss, z0: 
     if dsm_weight == 0:
         lam = torch.tensor(0.0)
     elif adaptive and torch.is_grad_enabled():
-        lam = dsm_weight * adaptive_dsm_weight(l_ctm, l_dsm, student.last_layer())
+        lam = dsm_weight * adaptive_dsm_weight(l_ctm, l_dsm, student.last_layer(), reduce_grads=reduce_grads)
     else:
         lam = torch.tensor(float(dsm_weight))
     return {"loss": l_ctm + lam * l_dsm, "ctm": l_ctm.detach(), "dsm": l_dsm.detach(), "lambda_dsm": lam}

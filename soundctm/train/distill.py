@@ -22,31 +22,21 @@ from pathlib import Path
 
 import torch
 
-from soundctm.ctm import CTMLoss, apply_dropout, draw_distill, ema_update, make_ema, student_dsm_loss
+from soundctm.ctm import (
+    CTMLoss,
+    adaptive_dsm_weight,
+    apply_dropout,
+    draw_distill,
+    ema_update,
+    make_ema,
+    student_dsm_loss,
+)
 from soundctm.edm import _bcast, karras_sigmas
 from soundctm.rng import example_generators
 from soundctm.train.data import pairs_for, worker_indices
 from soundctm.train.loop import TrainConfig, allreduce_mean
 
-__all__ = ["DistillTask", "tiny_student_config", "distill_tiny_student", "global_adaptive_weight"]
-
-
-def global_adaptive_weight(
-    loss_ctm: torch.Tensor,
-    loss_dsm: torch.Tensor,
-    last_layer: torch.Tensor,
-    eps: float = 1e-8,
-    max_weight: float = 1e4,
-) -> torch.Tensor:
-    """lambda_DSM = ||grad_L L_CTM|| / ||grad_L L_DSM|| on the last layer (Appendix C), with the
-    gradients averaged over workers first (a no-op in one process). Detached scalar."""
-    g1 = torch.autograd.grad(loss_ctm, last_layer, retain_graph=True, allow_unused=True)[0]
-    g2 = torch.autograd.grad(loss_dsm, last_layer, retain_graph=True, allow_unused=True)[0]
-    if g1 is None or g2 is None:
-        return torch.tensor(1.0)
-    g1, g2 = g1.detach().clone(), g2.detach().clone()
-    allreduce_mean([g1, g2])
-    return (g1.norm() / (g2.norm() + eps)).clamp(max=max_weight)
+__all__ = ["DistillTask", "tiny_student_config", "distill_tiny_student"]
 
 
 class DistillTask:
@@ -160,7 +150,9 @@ class DistillTask:
         if cfg.dsm_weight == 0:
             lam = torch.zeros((), device=dev)
         elif cfg.adaptive_dsm:
-            lam = cfg.dsm_weight * global_adaptive_weight(l_ctm, l_dsm, self.model.last_layer())
+            lam = cfg.dsm_weight * adaptive_dsm_weight(
+                l_ctm, l_dsm, self.model.last_layer(), reduce_grads=allreduce_mean
+            )
         else:
             lam = torch.tensor(cfg.dsm_weight, device=dev)
         out = {
@@ -193,7 +185,9 @@ class DistillTask:
         fake_logits, fake_feats = self.gan(fake)
         self.gan.requires_grad_(True)
         l_gan = generator_hinge_loss(fake_logits) + feature_matching_loss(real_feats, fake_feats)
-        lam = self.cfg.gan_weight * global_adaptive_weight(l_ctm, l_gan, self.model.last_layer())
+        lam = self.cfg.gan_weight * adaptive_dsm_weight(
+            l_ctm, l_gan, self.model.last_layer(), reduce_grads=allreduce_mean
+        )
         self._gan_batch = (real, fake.detach())
         return {"_gan_term": lam * l_gan, "gan": l_gan.detach(), "lambda_gan": lam.detach(), "disc": zero}
 
