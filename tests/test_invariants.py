@@ -302,3 +302,95 @@ def test_precond_rejects_zero_sigma():
     with pytest.raises(ValueError):
         teacher(torch.zeros(1, c, t), torch.zeros(1), torch.zeros(1, *teacher.cond_shape))
     assert isinstance(teacher, Precond)
+
+# ---------------------------------------------------------------------------------------------- closed forms
+# (issue 11, item 6): exact expected values, so a changed rho, a flipped nu or sigma_d in place of
+# sigma_d^2 in c_skip / c_out fails
+
+
+def test_karras_sigmas_match_the_rho7_closed_form():
+    """sigma_i = (sigma_max^(1/rho) + i / (n - 1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, rho = 7."""
+    from soundctm.edm import RHO, karras_from_xi
+
+    assert RHO == 7.0
+    lo, hi = 0.002 ** (1 / 7), 80.0 ** (1 / 7)
+    for n in (2, 5, 40):
+        expected = torch.tensor([(hi + i / (n - 1) * (lo - hi)) ** 7 for i in range(n)], dtype=torch.float64)
+        torch.testing.assert_close(karras_sigmas(n, dtype=torch.float64), expected, rtol=1e-12, atol=0)
+    torch.testing.assert_close(karras_steps(4).double(), torch.tensor([(hi + i / 4 * (lo - hi)) ** 7
+                                                                       for i in range(5)], dtype=torch.float64),
+                               rtol=1e-6, atol=0)
+    # the midpoint of the 3-point grid, by hand: ((1.87036 + 0.41147) / 2)^7 = 1.14091^7 = 2.5152
+    mid = float(karras_sigmas(3, dtype=torch.float64)[1])
+    assert abs(mid - ((hi + lo) / 2) ** 7) < 1e-12 and 2.515 < mid < 2.516
+    xi = torch.tensor([0.0, 0.3, 0.7], dtype=torch.float64)
+    torch.testing.assert_close(karras_from_xi(xi), (hi + xi * (lo - hi)) ** 7, rtol=1e-12, atol=0)
+
+
+class _ConstantJump(torch.nn.Module):
+    """A 'student' whose jump is the constant cond[:, 0, 0] (so G(c) and G(empty) are known)."""
+
+    def forward(self, z, t, s, cond, omega):
+        return torch.zeros_like(z) + cond[:, 0, 0].reshape(-1, 1, 1).to(z.dtype)
+
+
+@pytest.mark.parametrize("nu, expected", [(0.0, 1.0), (0.5, 2.0), (1.0, 3.0), (2.0, 5.0), (3.0, 7.0)])
+def test_nu_combination_sign(nu, expected):
+    """Eq. (10): nu G(c) + (1 - nu) G(empty); with G(c) = 3 and G(empty) = 1 that is 1 + 2 nu."""
+    from soundctm.sampling import guided_jump
+
+    z = torch.zeros(2, 1, 3)
+    cond = torch.full((2, 1, 1), 3.0)
+    uncond = torch.full((1, 1, 1), 1.0)
+    out = guided_jump(_ConstantJump(), z, 2.0, 1.0, cond, uncond, 4.0, nu)
+    torch.testing.assert_close(out, torch.full_like(z, expected))
+
+
+def test_edm_scalings_closed_forms():
+    """c_skip = sd^2 / (t^2 + sd^2), c_out = t sd / sqrt(t^2 + sd^2), c_in = 1 / sqrt(t^2 + sd^2), and
+    lambda = (t^2 + sd^2) / (t sd)^2; hand values at sd = 0.5, t = 1: 0.2, 0.4472, 0.8944, 5."""
+    sc = EDMScalings(0.5)
+    one = torch.tensor([1.0], dtype=torch.float64)
+    torch.testing.assert_close(sc.c_skip(one), torch.tensor([0.2], dtype=torch.float64))
+    torch.testing.assert_close(sc.c_out(one), torch.tensor([0.5 / 1.25 ** 0.5], dtype=torch.float64))
+    torch.testing.assert_close(sc.c_in(one), torch.tensor([1 / 1.25 ** 0.5], dtype=torch.float64))
+    torch.testing.assert_close(sc.loss_weight(one), torch.tensor([5.0], dtype=torch.float64))
+    for sd in (0.25, 0.5, 2.0):
+        sc = EDMScalings(sd)
+        t = torch.tensor([0.002, 0.1, 0.7, 3.0, 80.0], dtype=torch.float64)
+        torch.testing.assert_close(sc.c_skip(t), sd ** 2 / (t ** 2 + sd ** 2), rtol=1e-12, atol=0)
+        torch.testing.assert_close(sc.c_out(t), t * sd / torch.sqrt(t ** 2 + sd ** 2), rtol=1e-12, atol=0)
+        # the EDM identity c_skip^2 sd^2 + c_out^2 ... : the optimal-denoiser error is c_out^2 for data std sd
+        torch.testing.assert_close(sc.c_out(t) ** 2, sd ** 2 * t ** 2 / (t ** 2 + sd ** 2), rtol=1e-12, atol=0)
+
+
+class _ExactGaussianF(torch.nn.Module):
+    """The F that makes Precond the exact denoiser of N(mu, std^2), written from the closed forms alone:
+    t = exp(4 c_noise), z = x sqrt(t^2 + sd^2), F = (D*(z, t) - sd^2 / (t^2 + sd^2) z) / (t sd / sqrt(t^2 + sd^2))."""
+
+    def __init__(self, mu, std, sd):
+        super().__init__()
+        self.exact, self.sd = GaussianTeacher(mu, std), sd
+
+    def forward(self, x, c_noise, cond, extra_emb=None, *, return_features=False):
+        t = torch.exp(4 * c_noise).reshape(-1, 1, 1)
+        norm = torch.sqrt(t ** 2 + self.sd ** 2)
+        z = x * norm
+        return (self.exact(z, t.flatten()) - self.sd ** 2 / norm ** 2 * z) / (t * self.sd / norm)
+
+
+@pytest.mark.parametrize("mu, std", [(0.0, 0.5), (0.3, 0.8), (-1.0, 0.1)])
+def test_precond_around_the_exact_gaussian_denoiser(mu, std):
+    """Data N(mu, std^2): Precond(F*) equals the closed-form denoiser mu + std^2 / (std^2 + t^2) (z - mu);
+    for data N(0, sd^2) the optimum is F = 0, i.e. D = c_skip z exactly."""
+    sd = 0.5
+    g = torch.Generator().manual_seed(0)
+    t = torch.tensor([0.002, 0.05, 0.5, 2.0, 80.0], dtype=torch.float64)
+    z = mu + torch.randn(5, 2, 3, generator=g, dtype=torch.float64) * torch.sqrt(std ** 2 + t ** 2).reshape(-1, 1, 1)
+    cond = torch.zeros(5, 1, 1)
+    exact = GaussianTeacher(mu, std)(z, t)
+    out = Precond(_ExactGaussianF(mu, std, sd), sd)(z, t, cond)
+    torch.testing.assert_close(out, exact, rtol=1e-10, atol=1e-10)
+    zero = Precond(_ExactGaussianF(0.0, sd, sd), sd)
+    zero.net.forward = lambda x, c_noise, cond, extra_emb=None, return_features=False: torch.zeros_like(x)
+    torch.testing.assert_close(zero(z, t, cond), GaussianTeacher(0.0, sd)(z, t), rtol=1e-12, atol=1e-12)
