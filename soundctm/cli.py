@@ -12,7 +12,8 @@ COMMANDS = {
     "build-components": ("soundctm.train.components", "main", "build tiny corpus, train tiny VAE + text encoder"),
     "train-teacher": ("soundctm.train.cli", "train_teacher_main", "train an EDM teacher"),
     "distill": ("soundctm.train.cli", "distill_main", "distil a SoundCTM student (Algorithm 2)"),
-    "generate": ("soundctm.generate", "main", "generate audio from text with a student export"),
+    "generate": ("soundctm.generate", "main", "text -> n candidate clips (WAV + JSON sidecar) with a student export"),
+    "refine": ("soundctm.generate", "refine_main", "regenerate a chosen candidate from its z_T with more steps"),
     "evaluate": ("soundctm.metrics.evaluate", "main", "compute FD/KL/IS/CLAP between a generated and a reference set"),
 }
 

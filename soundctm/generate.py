@@ -1,0 +1,378 @@
+"""`soundctm generate` and `soundctm refine`: the sound creator's loop (paper, Sec. 1 and 4.1).
+
+1. `soundctm generate "heavy rain falls" --steps 1 -n 4` draws four candidates cheaply with 1-step
+   sampling. Candidate i starts from its own prior noise z_T = sigma_max * eps, eps drawn from seed
+   S + i (`soundctm.rng.prior_noise`), and is written as a WAV plus a JSON sidecar holding the
+   caption, the seed, every sampling setting, the sample rate and the sha256 of the student, VAE
+   and text-encoder files used.
+2. Listen, pick one, and `soundctm refine CANDIDATE.json --steps 16` regenerates it from the SAME
+   z_T (same seed, same caption, same checkpoints: their hashes are checked against the sidecar)
+   with more steps and gamma = 0 (deterministic sampling), so the refined clip keeps the
+   candidate's content at higher quality. Its sidecar records `refined_from`.
+
+Both default to the committed tiny student, VAE and tiny CLAP text encoder under
+results/tiny/checkpoints/; `--checkpoint`, `--vae` and `--text-encoder` select other files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soundctm import __version__
+from soundctm.edm import SIGMA_MAX
+from soundctm.nn.text import get_text_encoder
+from soundctm.nn.vae import AudioAutoencoder
+from soundctm.rng import derive_seed, prior_noise
+from soundctm.sampling import karras_steps, sample
+from soundctm.train.checkpoint import load_export
+
+try:  # the package's one text -> (cond, uncond) object
+    from soundctm.nn.text import Conditioner
+except ImportError:  # trees from before the Conditioner: the same encoding through train.data
+    Conditioner = None
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINTS = REPO / "results" / "tiny" / "checkpoints"
+DEFAULT_STUDENT = DEFAULT_CHECKPOINTS / "student-tiny-dit.safetensors"
+DEFAULT_VAE = DEFAULT_CHECKPOINTS / "vae.safetensors"
+DEFAULT_TEXT_ENCODER = DEFAULT_CHECKPOINTS / "clap.safetensors"
+
+SIDECAR_FORMAT = "soundctm-candidate"
+SIDECAR_VERSION = 1
+SIDECAR_KEYS = ("caption", "seed", "settings", "sample_rate", "checkpoints", "audio")
+CHECKPOINT_ROLES = ("student", "vae", "text_encoder")
+
+__all__ = ["main", "refine_main", "Models", "load_models", "render", "sha256_file", "read_sidecar"]
+
+
+class CLIError(Exception):
+    """A user error: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's default prints the usage too; we want one line
+        raise CLIError(message)
+
+
+def _run(prog: str, body, argv) -> int:
+    try:
+        return body(argv)
+    except CLIError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+
+
+# ------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Models:
+    student: torch.nn.Module
+    vae: torch.nn.Module
+    text_encoder: torch.nn.Module
+    conditioner: object  # captions -> cond [B, L, D]; .uncond [1, L, D]; .mode
+    files: dict  # role -> {"path", "sha256"}
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.vae.sample_rate)
+
+
+def _existing(path, role: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CLIError(f"{role} checkpoint not found: {p} (pass its path with --checkpoint / --vae / --text-encoder)")
+    return p.resolve()
+
+
+def load_models(student_path=DEFAULT_STUDENT, vae_path=DEFAULT_VAE, text_path=DEFAULT_TEXT_ENCODER) -> Models:
+    """Load and cross-check the three files; any failure is a one-line CLIError."""
+    paths = {"student": _existing(student_path, "student"), "vae": _existing(vae_path, "VAE"),
+             "text_encoder": _existing(text_path, "text encoder")}
+    try:
+        student = load_export(paths["student"])
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+        raise CLIError(f"{paths['student']} is not a usable soundctm student export ({_short(e)})") from None
+    if student.export_metadata.get("kind") != "student":
+        raise CLIError(f"{paths['student']} is a {student.export_metadata.get('kind')} export; "
+                       "generate needs a distilled student (soundctm distill)")
+    conditioning = (student.export_metadata.get("extra") or {}).get("conditioning") or {}
+    enc_name = conditioning.get("text_encoder", "tiny-clap")
+    if enc_name != "tiny-clap":
+        raise CLIError(f"this student was trained with the {enc_name!r} text encoder; "
+                       "this command loads tiny-clap files only")
+    try:
+        vae = AudioAutoencoder.load(paths["vae"]).eval()
+    except Exception as e:  # noqa: BLE001
+        raise CLIError(f"{paths['vae']} is not a usable VAE checkpoint ({_short(e)})") from None
+    try:
+        text = get_text_encoder("tiny-clap", path=paths["text_encoder"]).eval()
+    except Exception as e:  # noqa: BLE001
+        raise CLIError(f"{paths['text_encoder']} is not a usable tiny-clap text encoder ({_short(e)})") from None
+    c, _ = student.latent_shape
+    if int(vae.config.latent_channels) != int(c):
+        raise CLIError(f"VAE latent channels {vae.config.latent_channels} != student's {c}")
+    cond = Conditioner.for_model(text, student) if Conditioner is not None else _TrainDataConditioner(text, student)
+    if conditioning.get("mode", cond.mode) != cond.mode:
+        raise CLIError(f"the student was trained with {conditioning['mode']!r} conditioning, its shape "
+                       f"{tuple(student.cond_shape)} implies {cond.mode!r}")
+    files = {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in paths.items()}
+    return Models(student, vae, text, cond, files)
+
+
+class _TrainDataConditioner:
+    """Fallback with the Conditioner interface for trees without `soundctm.nn.text.Conditioner`."""
+
+    def __init__(self, text_encoder, model):
+        self.text_encoder, self.cond_len = text_encoder, int(model.cond_shape[0])
+        self.mode = "pooled" if self.cond_len == 1 else "tokens"
+        self.uncond = self([""])
+
+    def __call__(self, captions):
+        from soundctm.train.data import encode_conditioning
+
+        return encode_conditioning(self.text_encoder, list(captions), self.mode, self.cond_len)
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0] if msg else ''}"[:200]
+
+
+# ------------------------------------------------------------------------------------------------
+# sampling
+
+
+def _validate(caption: str, steps: int, omega: float, nu: float, gamma: float) -> None:
+    if not caption or not caption.strip():
+        raise CLIError("the caption is empty")
+    if steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {steps}")
+    if not 0.0 <= gamma <= 1.0:
+        raise CLIError(f"--gamma must be in [0, 1], got {gamma}")
+    for name, v in (("--omega", omega), ("--nu", nu)):
+        if not math.isfinite(v):
+            raise CLIError(f"{name} must be finite, got {v}")
+
+
+def gamma_noise_seed(seed: int) -> int:
+    """Seed of the gamma-sampling noise of the candidate with prior seed `seed` (unused when gamma = 0)."""
+    return derive_seed(seed, "gamma-noise")
+
+
+@torch.no_grad()
+def render(models: Models, caption: str, seed: int, *, steps: int, omega: float, nu: float,
+           gamma: float) -> tuple[np.ndarray, dict]:
+    """One clip: z_T from `seed`, Algorithm 1 on the `steps`-jump Karras grid, VAE decode.
+    Returns (waveform [N] float32, settings dict)."""
+    st = models.student
+    cond, uncond = models.conditioner([caption]), models.conditioner.uncond
+    z_T = prior_noise([seed], tuple(st.latent_shape), SIGMA_MAX)
+    sigmas = karras_steps(steps)
+    gen = torch.Generator().manual_seed(gamma_noise_seed(seed))
+    z0 = sample(st, z_T, sigmas=sigmas, cond=cond, uncond=uncond, omega=omega, nu=nu, gamma=gamma, generator=gen)
+    wav = models.vae.decode(z0).float()[0, 0].cpu().numpy()
+    settings = {
+        "sampler": "soundctm Algorithm 1 (gamma/nu-sampling)",
+        "steps": int(steps), "omega": float(omega), "nu": float(nu), "gamma": float(gamma),
+        "sigmas": [float(s) for s in sigmas],
+        "prior": "z_T = sigma_max * eps, eps ~ N(0, I) from the seed (soundctm.rng.prior_noise)",
+        "sigma_max": float(SIGMA_MAX),
+        "gamma_noise_seed": gamma_noise_seed(seed),
+        "conditioning_mode": models.conditioner.mode,
+        "latent_shape": [int(x) for x in st.latent_shape],
+    }
+    return wav, settings
+
+
+def _slug(caption: str, n: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", caption.lower()).strip("-")[:n].strip("-")
+    return s or "clip"
+
+
+def _write(out_dir: Path, stem: str, wav: np.ndarray, models: Models, caption: str, seed: int,
+           settings: dict, **extra) -> tuple[Path, Path]:
+    import soundfile as sf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    wav_path, json_path = out_dir / f"{stem}.wav", out_dir / f"{stem}.json"
+    sf.write(str(wav_path), wav, models.sample_rate, subtype="FLOAT")
+    side = {
+        "format": SIDECAR_FORMAT, "format_version": SIDECAR_VERSION,
+        "caption": caption, "seed": int(seed),
+        "settings": settings,
+        "sample_rate": models.sample_rate, "num_samples": int(wav.shape[0]),
+        "duration_s": wav.shape[0] / models.sample_rate,
+        "audio": wav_path.name, "audio_sha256": sha256_file(wav_path),
+        "checkpoints": models.files,
+        "soundctm_version": __version__,
+        **extra,
+    }
+    json_path.write_text(json.dumps(side, indent=2) + "\n")
+    return wav_path, json_path
+
+
+def _sampling_args(ap: argparse.ArgumentParser, steps: int, omega: float | None, nu: float | None,
+                   gamma: float) -> None:
+    ap.add_argument("--steps", type=int, default=steps, help=f"sampling steps (jumps), >= 1 (default {steps})")
+    ap.add_argument("--omega", type=float, default=omega,
+                    help="CFG scale omega fed to the student" + (f" (default {omega})" if omega is not None else
+                                                                 " (default: the candidate's)"))
+    ap.add_argument("--nu", type=float, default=nu,
+                    help="nu-sampling weight, Eq. 10: nu G(c) + (1 - nu) G(empty)"
+                         + (f" (default {nu})" if nu is not None else " (default: the candidate's)"))
+    ap.add_argument("--gamma", type=float, default=gamma,
+                    help=f"gamma in [0, 1]: 0 deterministic CTM sampling, 1 consistency sampling (default {gamma})")
+
+
+# ------------------------------------------------------------------------------------------------
+# generate
+
+
+def _generate(argv) -> int:
+    ap = _Parser(prog="soundctm generate", formatter_class=argparse.RawDescriptionHelpFormatter,
+                 description=__doc__)
+    ap.add_argument("caption", help="the text prompt")
+    ap.add_argument("-n", "--num", type=int, default=4, help="number of candidates (default 4)")
+    ap.add_argument("--seed", type=int, default=0, help="candidate i uses prior seed SEED + i (default 0)")
+    ap.add_argument("--out", type=Path, default=Path("soundctm-out"), help="output folder (default ./soundctm-out)")
+    _sampling_args(ap, steps=1, omega=5.0, nu=1.0, gamma=0.0)
+    _checkpoint_args(ap)
+    a = ap.parse_args(argv)
+    _validate(a.caption, a.steps, a.omega, a.nu, a.gamma)
+    if a.num < 1:
+        raise CLIError(f"-n must be >= 1, got {a.num}")
+    if a.seed < 0 or a.seed + a.num > 2 ** 63:
+        raise CLIError(f"--seed must be in [0, 2^63 - n], got {a.seed}")
+    models = load_models(a.checkpoint or DEFAULT_STUDENT, a.vae or DEFAULT_VAE, a.text_encoder or DEFAULT_TEXT_ENCODER)
+    caption = a.caption.strip()
+    for i in range(a.num):
+        seed = a.seed + i
+        t0 = time.perf_counter()
+        wav, settings = render(models, caption, seed, steps=a.steps, omega=a.omega, nu=a.nu, gamma=a.gamma)
+        wav_path, json_path = _write(a.out, f"{_slug(caption)}-seed{seed}-{a.steps}step", wav, models, caption,
+                                     seed, settings, candidate_index=i, refined_from=None)
+        print(f"[{i + 1}/{a.num}] seed {seed}: {a.steps} step(s), omega={a.omega:g} nu={a.nu:g} gamma={a.gamma:g} "
+              f"-> {wav_path} ({time.perf_counter() - t0:.2f} s)", flush=True)
+    print(f"refine one with: soundctm refine {a.out / (_slug(caption) + f'-seed{a.seed}-{a.steps}step.json')} "
+          "--steps 16")
+    return 0
+
+
+def _checkpoint_args(ap: argparse.ArgumentParser, refine: bool = False) -> None:
+    default = "the candidate's (checked by sha256)" if refine else "the committed tiny one"
+    ap.add_argument("--checkpoint", type=Path, default=None, help=f"student export .safetensors (default: {default})")
+    ap.add_argument("--vae", type=Path, default=None, help=f"VAE .safetensors (default: {default})")
+    ap.add_argument("--text-encoder", type=Path, default=None,
+                    help=f"tiny-clap text encoder .safetensors (default: {default})")
+
+
+def main(argv=None) -> int:
+    """`soundctm generate`."""
+    return _run("soundctm generate", _generate, sys.argv[1:] if argv is None else list(argv))
+
+
+# ------------------------------------------------------------------------------------------------
+# refine
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """A candidate sidecar written by `soundctm generate` / `refine`, validated (CLIError otherwise)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"candidate sidecar not found: {p}")
+    try:
+        side = json.loads(p.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CLIError(f"{p} is not a candidate JSON (not JSON: {_short(e)})") from None
+    if not isinstance(side, dict) or side.get("format") != SIDECAR_FORMAT:
+        raise CLIError(f"{p} is not a candidate JSON written by `soundctm generate`")
+    if side.get("format_version") != SIDECAR_VERSION:
+        raise CLIError(f"{p}: candidate format version {side.get('format_version')} != {SIDECAR_VERSION}")
+    missing = [k for k in SIDECAR_KEYS if k not in side]
+    cks = side.get("checkpoints")
+    if not missing and not (isinstance(cks, dict) and all(isinstance(cks.get(r), dict) and "sha256" in cks[r]
+                                                          for r in CHECKPOINT_ROLES)):
+        missing = ["checkpoints.{student,vae,text_encoder}.sha256"]
+    if not missing and not (isinstance(side["caption"], str) and isinstance(side["seed"], int)
+                            and isinstance(side["settings"], dict)):
+        missing = ["a str caption / int seed / settings object"]
+    if missing:
+        raise CLIError(f"{p} is not a complete candidate JSON (missing {', '.join(missing)})")
+    return side
+
+
+def _refine(argv) -> int:
+    doc = ("Regenerate a candidate written by `soundctm generate` from the same z_T (same seed, caption\n"
+           "and checkpoints, verified by sha256) with more steps; gamma = 0 by default keeps its content.\n\n"
+           + __doc__)
+    ap = _Parser(prog="soundctm refine", formatter_class=argparse.RawDescriptionHelpFormatter, description=doc)
+    ap.add_argument("candidate", type=Path, help="the candidate's JSON sidecar")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: the candidate's folder)")
+    _sampling_args(ap, steps=16, omega=None, nu=None, gamma=0.0)
+    _checkpoint_args(ap, refine=True)
+    a = ap.parse_args(argv)
+    side = read_sidecar(a.candidate)
+    parent = side["settings"]
+    omega = float(parent.get("omega", 5.0)) if a.omega is None else a.omega
+    nu = float(parent.get("nu", 1.0)) if a.nu is None else a.nu
+    _validate(side["caption"], a.steps, omega, nu, a.gamma)
+    cks = side["checkpoints"]
+    chosen = {"student": a.checkpoint, "vae": a.vae, "text_encoder": a.text_encoder}
+    paths = {}
+    for role in CHECKPOINT_ROLES:
+        p = chosen[role]
+        if p is None:  # the recorded file, else the committed default
+            rec = Path(cks[role].get("path", ""))
+            p = rec if rec.is_file() else {"student": DEFAULT_STUDENT, "vae": DEFAULT_VAE,
+                                           "text_encoder": DEFAULT_TEXT_ENCODER}[role]
+        p = _existing(p, role.replace("_", " "))
+        digest = sha256_file(p)
+        if digest != cks[role]["sha256"]:
+            raise CLIError(f"{role.replace('_', ' ')} checkpoint {p} (sha256 {digest[:12]}) is not the one that made "
+                           f"this candidate (sha256 {str(cks[role]['sha256'])[:12]}); pass the same file")
+        paths[role] = p
+    models = load_models(paths["student"], paths["vae"], paths["text_encoder"])
+    caption, seed = side["caption"], int(side["seed"])
+    out = a.out if a.out is not None else a.candidate.resolve().parent
+    t0 = time.perf_counter()
+    wav, settings = render(models, caption, seed, steps=a.steps, omega=omega, nu=nu, gamma=a.gamma)
+    refined_from = {"sidecar": str(a.candidate.resolve()), "audio": side["audio"],
+                    "audio_sha256": side.get("audio_sha256"), "seed": seed, "settings": parent}
+    stem = f"{a.candidate.stem}-refined-{a.steps}step"
+    wav_path, _ = _write(out, stem, wav, models, caption, seed, settings, candidate_index=side.get("candidate_index"),
+                         refined_from=refined_from)
+    print(f"[1/1] seed {seed}: refined {parent.get('steps')} -> {a.steps} step(s), omega={omega:g} nu={nu:g} "
+          f"gamma={a.gamma:g} -> {wav_path} ({time.perf_counter() - t0:.2f} s)", flush=True)
+    return 0
+
+
+def refine_main(argv=None) -> int:
+    """`soundctm refine`."""
+    return _run("soundctm refine", _refine, sys.argv[1:] if argv is None else list(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
