@@ -1,21 +1,22 @@
 #!/usr/bin/env python
-"""Run every reproduced table in order (today: Table 3).
+"""Run any subset of the reproduced tables, sharing one runner and its cached artifacts.
 
-    python reproduce/all.py [--tier tiny|paper]
-    ray submit cluster.yaml reproduce/all.py --tier paper     # on a Ray cluster (see cluster.yaml)
+    python reproduce/all.py                      # every table, tiny tier
+    python reproduce/all.py --tables 3,instrument
+    ray submit cluster.yaml reproduce/all.py --tier paper
 
-`ray submit` copies only this file to the head node; cluster.yaml ships and installs the repository
-there, and this script finds it through the installed package.
+`ray submit` copies only this file to the head node; cluster.yaml ships and installs the repository,
+and this script finds the table declarations through the installed package.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
 
-TABLES = ["table3"]
+# registry: table id -> declaration script (each defines TABLE)
+TABLES = {"instrument": "instrument.py", "3": "table3.py"}
 
 
 def _script_dir() -> Path:
@@ -27,20 +28,34 @@ def _script_dir() -> Path:
     return Path(soundctm.__file__).resolve().parent.parent / "reproduce"
 
 
+def load_table(key: str):
+    key = key.removeprefix("table")
+    if key not in TABLES:
+        raise SystemExit(f"unknown table {key!r}; known: {', '.join(TABLES)}")
+    path = _script_dir() / TABLES[key]
+    spec = importlib.util.spec_from_file_location(f"reproduce_{path.stem}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.TABLE
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tier", choices=["tiny", "paper"], default="tiny")
-    ap.add_argument("--only", nargs="*", default=TABLES, help="tables to run (default: all)")
-    args, rest = ap.parse_known_args(argv)
-    d = _script_dir()
-    for name in args.only:
-        spec = importlib.util.spec_from_file_location(f"reproduce_{name}", d / f"{name}.py")
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        print(f"== {name} ({args.tier}) ==", flush=True)
-        rc = mod.main(["--tier", args.tier, *rest])
-        if rc:
-            return rc
+    sys.path.insert(0, str(_script_dir().parent))
+    from soundctm.experiments.main import make_runner, parser, run_table
+    from soundctm.paths import MissingAssetsError
+
+    ap = parser(__doc__)
+    ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated ids (default: all)")
+    args = ap.parse_args(argv)
+    tables = [load_table(k.strip()) for k in args.tables.split(",") if k.strip()]
+    try:
+        runner = make_runner(args)
+        for t in tables:
+            print(f"== {t.name} ({args.tier}) ==", flush=True)
+            run_table(t, args, runner)
+    except MissingAssetsError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     return 0
 
 

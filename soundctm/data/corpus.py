@@ -30,11 +30,14 @@ import io
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
 
+from soundctm.data.audiocaps import AudioCapsDataset
 from soundctm.data.captions import caption_vocabulary, compose_caption  # noqa: F401  (re-export)
 from soundctm.data.events import (
     BACKGROUND_CLASSES,
@@ -43,6 +46,8 @@ from soundctm.data.events import (
     EVENT_CLASSES,
     synthesize_event,
 )
+from soundctm.io import atomic_write, write_json, write_text
+from soundctm.paths import cache_dir, require_files
 
 FORMAT_VERSION = 1
 CSV_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
@@ -231,6 +236,28 @@ def synthesize_clip(spec: ClipSpec, sample_rate: int, clip_samples: int) -> np.n
     return y.astype(np.float32)
 
 
+def retake_spec(spec: ClipSpec, take: int) -> ClipSpec:
+    """Another take of the same scene: every event keeps its class, timing and parameters (so the
+    captions still describe it), but draws a new realisation (a new event seed, derived from the old
+    seed and `take`). take 0 is the clip itself. The instrument's `real-other` row: the noise floor of
+    a metric, a second real clip for each caption."""
+    if take == 0:
+        return spec
+    events = tuple(
+        replace(ev, seed=int(np.random.SeedSequence([ev.seed, int(take), 11]).generate_state(1)[0] & 0x7FFFFFFF))
+        for ev in spec.events
+    )
+    return replace(spec, events=events)
+
+
+def render_take(seed: int, split: str, index: int, take: int, sample_rate: int, clip_samples: int) -> np.ndarray:
+    """Take `take` of clip `index` of `split` as float32 [clip_samples], quantised to PCM16 like the
+    corpus files (take 0 equals the file on disk)."""
+    spec = make_clip_spec(seed, split, index, clip_samples / sample_rate)
+    pcm = to_pcm16(synthesize_clip(retake_spec(spec, take), sample_rate, clip_samples))
+    return pcm.astype(np.float32) / 32768.0
+
+
 def frame_rms_db(audio: np.ndarray, hop: int) -> np.ndarray:
     """Loudness envelope: RMS of non-overlapping frames of `hop` samples in dBFS, floored at -100.
 
@@ -288,7 +315,6 @@ class CorpusInfo:
 
     def dataset(self, split: str = "train", **kwargs):
         """An `AudioCapsDataset` over one split (kwargs pass through, e.g. unique_clips=True)."""
-        from soundctm.data.audiocaps import AudioCapsDataset
 
         return AudioCapsDataset(
             self.csv_path(split),
@@ -347,7 +373,6 @@ class GroundTruth:
 def load_ground_truth(root: str | os.PathLike) -> GroundTruth:
     """Read `<root>/ground_truth.json` + `<root>/ground_truth.npz`."""
     root = Path(root)
-    from soundctm.paths import require_files
 
     require_files(
         [
@@ -498,7 +523,6 @@ def build_corpus(
     audio_dir = root / "audio"
     audio_dir.mkdir()
 
-    import soundfile as sf
 
     duration = clip_samples / sample_rate
     hop = envelope_hop(sample_rate)
@@ -514,8 +538,6 @@ def build_corpus(
     envelopes = np.zeros((len(plan), clip_samples // hop), dtype=np.float32)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(plan), desc=f"corpus {root.name}", unit="clip", mininterval=2.0)
     for k, (split, i) in enumerate(plan):
         spec = make_clip_spec(seed, split, i, duration)
@@ -544,7 +566,6 @@ def build_corpus(
                 next_id[0] += 1
         return out
 
-    from soundctm.io import write_text
 
     csv_texts = {"train.csv": _csv_text(rows("train", N_PARAPHRASES))}
     if n_val:
@@ -583,7 +604,6 @@ def build_corpus(
     gt_text = json.dumps(gt, indent=1) + "\n"
     write_text(root / "ground_truth.json", gt_text)
     digest.update(gt_text.encode())
-    from soundctm.io import atomic_write
 
     ids = np.array([s.youtube_id for s in specs])
     atomic_write(
@@ -613,7 +633,6 @@ def build_corpus(
             },
         }
     )
-    from soundctm.io import write_json
 
     write_json(root / "corpus.json", manifest)
     (root / ".building").unlink()
@@ -661,7 +680,6 @@ def tiny_corpus(cache: str | os.PathLike | None = None, *, progress: bool = True
     Built on first use under `<cache>/corpus/tiny-16k-seed0` (cache defaults to
     `soundctm.paths.cache_dir()`), reused afterwards.
     """
-    from soundctm.paths import cache_dir
 
     base = Path(cache).expanduser() if cache is not None else cache_dir()
     return build_corpus(base / "corpus" / "tiny-16k-seed0", progress=progress, **TINY_CORPUS)

@@ -1,0 +1,62 @@
+"""`main(table, argv)`: the command line every `reproduce/tableN.py` shares."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from soundctm.experiments.report import to_markdown, write_result
+from soundctm.experiments.runner import Runner
+from soundctm.experiments.spec import Table
+from soundctm.experiments.tier import get_tier
+from soundctm.paths import MissingAssetsError
+
+__all__ = ["parser", "main", "run_table", "make_runner"]
+
+
+def parser(description: str | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tier", default="tiny", help="tiny (CPU, default) or paper (GPUs, AudioCaps, your weights)")
+    ap.add_argument("--cache", default=None, help="artifact cache (default: $SOUNDCTM_CACHE or ~/.cache/soundctm)")
+    ap.add_argument("--out", default=None, help="output directory (default: results/<tier>)")
+    ap.add_argument("--seed", type=int, default=0, help="prior noise of item i comes from seed + i")
+    ap.add_argument("--units", type=int, default=None, help="use only the first N test clips (a quick look)")
+    ap.add_argument("--samples-per-caption", type=int, default=None)
+    ap.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default: the tier's)")
+    ap.add_argument("--workers", type=int, default=0, help="run independent trainings as Ray tasks on N workers")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    return ap
+
+
+def make_runner(args) -> Runner:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return Runner(get_tier(args.tier), args.cache, workers=args.workers, seed=args.seed, n_units=args.units,
+                  samples_per_caption=args.samples_per_caption, n_boot=args.n_boot)
+
+
+def run_table(table: Table, args, runner: Runner | None = None) -> dict:
+    """Run `table` (with `runner`, shared between tables, or a new one) and write its files."""
+    runner = runner or make_runner(args)
+    tier = runner.tier
+    res = runner.run(table)
+    out = Path(args.out) if args.out else tier.results_dir
+    rec = write_result(res, out, seed=args.seed, n_units=len(runner.units), captions_per_unit=runner.K,
+                       samples_per_caption=runner.S, n_boot=runner.n_boot)
+    print()
+    print(to_markdown(res, rec["meta"]))
+    print(f"[{table.name}] wrote {out}/{table.name}.{{csv,md,json}} in {res.wall_seconds:.0f} s")
+    return rec
+
+
+def main(table: Table, argv=None) -> int:
+    args = parser(table.description or table.title).parse_args(argv)
+    try:
+        run_table(table, args)
+    except MissingAssetsError as e:
+        print(f"{e}", file=sys.stderr)
+        return 2
+    return 0

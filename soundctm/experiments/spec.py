@@ -1,0 +1,207 @@
+"""What a table is, as data: runs (what to build), rows (how to sample or apply a run), claims
+(predicates over rows' metric intervals, each with its margin and its trivial-baseline self-test)
+and the table itself (rows, metric columns, the paper's numbers, claims).
+
+Every object is a frozen dataclass whose `settings()` is a plain dict; the runner hashes those
+dicts to name the cached artifacts, so two tables that declare the same run or row share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+__all__ = ["Run", "Row", "Claim", "Table", "SOURCES", "SAMPLERS", "frozen_options"]
+
+# Where a row's audio comes from. "sampler": a trained run sampled with `sampler`; the others are
+# the instrument's reference rows (no model): VAE reconstructions of held-out real takes, the real
+# takes themselves, decoded all-zero latents, decoded N(0, sigma_data^2) latents, real takes scored
+# against another clip's captions.
+SOURCES = ("sampler", "vae-recon", "real-other", "zeros", "noise", "shuffled-captions")
+SAMPLERS = ("ctm", "heun", "euler")
+
+
+def frozen_options(options: dict | tuple | None) -> tuple[tuple[str, Any], ...]:
+    """A dict of training-config overrides as a sorted tuple (hashable, order-free)."""
+    if not options:
+        return ()
+    items = options.items() if isinstance(options, dict) else options
+    return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
+
+
+@dataclass(frozen=True)
+class Run:
+    """What to build: a teacher or a student (with its teacher), its training overrides and seeds.
+
+    `options` are `soundctm.train.loop.TrainConfig` fields (e.g. `(("distance", "l2_s"),)`); `seeds`
+    are training seeds: a row over a run with several seeds pools their samples.
+    """
+
+    kind: str  # "teacher" | "student"
+    backbone: str = "dit"  # "dit" | "unet": the tier maps it to its preset (tiny-dit, paper-dit, ...)
+    options: tuple[tuple[str, Any], ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    teacher: Run | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("teacher", "student"):
+            raise ValueError(f"a run is a 'teacher' or a 'student', got {self.kind!r}")
+        if self.kind == "student" and (self.teacher is None or self.teacher.kind != "teacher"):
+            raise ValueError("a student run needs a teacher run")
+        if not self.seeds:
+            raise ValueError("a run needs at least one training seed")
+        object.__setattr__(self, "options", frozen_options(self.options))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+
+    def with_seeds(self, *seeds: int) -> Run:
+        return replace(self, seeds=tuple(seeds))
+
+    def single(self, seed: int) -> Run:
+        """This run restricted to one training seed (the unit the runner trains)."""
+        return replace(self, seeds=(int(seed),))
+
+    def settings(self) -> dict:
+        return {
+            "kind": self.kind,
+            "backbone": self.backbone,
+            "options": [list(kv) for kv in self.options],
+            "seeds": list(self.seeds),
+            "teacher": self.teacher.settings() if self.teacher is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a table: a source of audio and, for a trained run, how to sample it.
+
+    sampler "heun": the teacher's Heun solver on its N-point Karras grid (`steps` = N, the paper's
+    "40 steps"); "euler": `steps` Euler steps on steps + 1 Karras levels ending at 0, so steps = 1 is
+    one step from sigma_max to 0, i.e. the posterior mean D(z_T, sigma_max); "ctm": Algorithm 1 with
+    `steps` jumps, CFG `omega`, `nu` (Eq. 10) and `gamma`.
+    """
+
+    name: str
+    source: str = "sampler"
+    run: Run | None = None
+    sampler: str = "ctm"
+    steps: int | None = None
+    omega: float = 5.0
+    nu: float = 1.0
+    gamma: float = 0.0
+    label: str | None = None  # display name (default: name)
+    paper: tuple[tuple[str, float | None], ...] = ()  # the paper's numbers for this row
+    not_run: str | None = None  # a row we cannot run (e.g. a baseline whose checkpoint is not public)
+    timed: bool = False  # measure seconds per sample
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ValueError(f"row {self.name!r}: unknown source {self.source!r}; expected one of {SOURCES}")
+        if self.not_run is None and self.source == "sampler":
+            if self.run is None:
+                raise ValueError(f"row {self.name!r} samples a run but has none")
+            if self.sampler not in SAMPLERS:
+                raise ValueError(f"row {self.name!r}: unknown sampler {self.sampler!r}; expected one of {SAMPLERS}")
+            if self.steps is None or self.steps < 1:
+                raise ValueError(f"row {self.name!r}: steps must be >= 1")
+            if not 0.0 <= self.gamma <= 1.0:
+                raise ValueError(f"row {self.name!r}: gamma must be in [0, 1]")
+            if (self.sampler == "ctm") != (self.run.kind == "student"):
+                raise ValueError(f"row {self.name!r}: sampler {self.sampler!r} does not fit a {self.run.kind} run")
+        if isinstance(self.paper, dict):
+            object.__setattr__(self, "paper", tuple(self.paper.items()))
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
+
+    def paper_dict(self) -> dict:
+        return dict(self.paper)
+
+    def generation_settings(self) -> dict:
+        """What determines this row's samples (given the units, seeds and the models)."""
+        d = {"source": self.source}
+        if self.source == "sampler":
+            d.update(run=self.run.settings(), sampler=self.sampler, steps=self.steps, omega=self.omega,
+                     nu=self.nu, gamma=self.gamma)
+        return d
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A predicate over rows' metric bootstrap distributions (see `soundctm.experiments.claims`).
+
+    kind:
+      "improves": `b` is better than `a` on `metric`: the 95 % interval of the improvement lies
+                  above `margin` (improvement = M(a) - M(b) for lower-is-better metrics).
+      "close":    on the normalised quality scale q = (M(zeros) - M(row)) / (M(zeros) - M(vae-recon))
+                  (0: the trivial baseline, 1: the codec's limit), `a` is within `margin` of `b`
+                  or better: the interval's lower end of q(a) - q(b) is >= -margin.
+      "faster":   row `a` is at least `margin` times faster than row `b` (slowest of a's timing
+                  repeats against the fastest of b's).
+      "separated": (the instrument's ladder, "a << b") a is better than b and their 95 % intervals
+                  do not overlap.
+      "ordered":  (the ladder's "a < b") a's value is better than b's, or equal with `margin` > 0
+                  read as "a <= b" within margin.
+    `subject` is the row the self-test replaces by `trivial` (the decoded-zeros row): a quality claim
+    that still holds with it is broken, and the report says so.
+    """
+
+    id: str
+    text: str
+    kind: str
+    metric: str | None
+    a: str
+    b: str
+    margin: float = 0.0
+    subject: str | None = None
+    trivial: str = "zeros"
+
+    def __post_init__(self):
+        if self.kind not in ("improves", "close", "faster", "separated", "ordered"):
+            raise ValueError(f"claim {self.id}: unknown kind {self.kind!r}")
+        if self.kind != "faster" and self.metric is None:
+            raise ValueError(f"claim {self.id}: a quality claim needs a metric")
+
+    @property
+    def quality(self) -> bool:
+        """A claim about a system's quality, re-checked with the trivial row in place of `subject`."""
+        return self.kind != "faster" and self.subject is not None
+
+    def substituted(self) -> Claim:
+        """The self-test: the same claim with the trivial row in place of the subject."""
+        subj = self.subject
+        return replace(self, id=f"{self.id}/self-test", a=self.trivial if self.a == subj else self.a,
+                       b=self.trivial if self.b == subj else self.b, subject=None)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: rows, metric families ("fd", "kid", "kl", "clap"), the paper's columns, claims."""
+
+    name: str
+    title: str
+    rows: tuple[Row, ...]
+    metrics: tuple[str, ...] = ("fd", "kid", "kl", "clap")
+    paper_columns: tuple[str, ...] = ()
+    claims: tuple[Claim, ...] = ()
+    description: str = ""
+    extra: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self):
+        names = [r.name for r in self.rows]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"table {self.name}: duplicate row names {dup}")
+        for c in self.claims:
+            for r in {c.a, c.b, c.trivial} | ({"vae-recon"} if c.kind == "close" else set()):
+                if r not in names:
+                    raise ValueError(f"table {self.name}: claim {c.id} names row {r!r}, which the table lacks")
+
+    def row(self, name: str) -> Row:
+        for r in self.rows:
+            if r.name == name:
+                return r
+        raise KeyError(f"table {self.name} has no row {name!r}")
+
+    def settings(self) -> dict:
+        return asdict(self)
