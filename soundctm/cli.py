@@ -15,6 +15,7 @@ COMMANDS = {
     "generate": ("soundctm.generate", "main", "text -> n candidate clips (WAV + JSON sidecar) with a student export"),
     "refine": ("soundctm.generate", "refine_main", "regenerate a chosen candidate from its z_T with more steps"),
     "evaluate": ("soundctm.metrics.evaluate", "main", "compute FD/KL/IS/CLAP between a generated and a reference set"),
+    "build-evaluator": ("soundctm.metrics.indomain", "build_main", "train tiny-evt, fit its temperature"),
 }
 
 

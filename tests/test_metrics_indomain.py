@@ -12,11 +12,11 @@ import soundfile as sf
 import torch
 
 from soundctm.metrics.evaluate import evaluate_dirs
-from soundctm.metrics.indomain import EvtConfig, TinyClapEmbedder, corpus_checksum, tiny_evt
+from soundctm.metrics.indomain import EvaluatorError, EvtConfig, TinyClapEmbedder, corpus_checksum, tiny_evt
 
 # A small corpus and its evaluator are built once per machine (both are cached by content).
 TEST_CACHE = Path(os.environ.get("SOUNDCTM_TEST_CACHE", "/tmp/soundctm-test-metrics"))
-SMALL = dict(seed=0, n_train=240, n_test=60)
+SMALL = dict(seed=0, n_train=240, n_val=40, n_test=60)
 CFG = EvtConfig(epochs=16)
 
 
@@ -34,7 +34,7 @@ def corpus():
 @pytest.fixture(scope="module")
 def evt(corpus):
     torch.set_num_threads(1)
-    return tiny_evt(corpus.root, CFG, cache=TEST_CACHE / "evaluators", log=False)
+    return tiny_evt(corpus.root, CFG, cache=TEST_CACHE / "evaluators", log=False, build=True)
 
 
 def test_tiny_evt_is_trained_cached_and_accurate(corpus, evt, tmp_path):
@@ -44,7 +44,7 @@ def test_tiny_evt_is_trained_cached_and_accurate(corpus, evt, tmp_path):
     n_classes = len(meta["classes"])
     # far above chance (mAP of random scores ~ label density ~ 0.15)
     assert acc["mAP"] > 0.6 and acc["micro_f1"] > 0.4, acc
-    files = list((TEST_CACHE / "evaluators").glob("tiny-evt-v1-*.safetensors"))
+    files = list((TEST_CACHE / "evaluators").glob("tiny-evt-v2-*.safetensors"))
     assert any(corpus_checksum(corpus.root) in f.name and CFG.key() in f.name for f in files)
     t0 = time.perf_counter()
     again = tiny_evt(corpus.root, CFG, cache=TEST_CACHE / "evaluators", log=False)
@@ -58,10 +58,14 @@ def test_tiny_evt_is_trained_cached_and_accurate(corpus, evt, tmp_path):
 
 def test_tiny_evt_trains_from_scratch_into_its_cache(tmp_path, corpus):
     cfg = EvtConfig(epochs=1)
-    e = tiny_evt(corpus.root, cfg, cache=tmp_path, log=False)
+    with pytest.raises(EvaluatorError, match="build-evaluator"):  # nothing is trained implicitly
+        tiny_evt(corpus.root, cfg, cache=tmp_path, log=False)
+    assert not list(tmp_path.iterdir())
+    e = tiny_evt(corpus.root, cfg, cache=tmp_path, log=False, build=True)
     (f,) = tmp_path.glob("*.safetensors")
-    assert f.name == f"tiny-evt-v1-{cfg.key()}-{corpus_checksum(corpus.root)}.safetensors"
+    assert f.name == f"tiny-evt-v2-{cfg.key()}-{corpus_checksum(corpus.root)}.safetensors"
     assert e.meta["n_train"] == SMALL["n_train"] and e.meta["config"]["epochs"] == 1
+    assert e.meta["temperature_fit"]["n_clips"] == SMALL["n_val"] and e.temperature > 0
 
 
 def _degrade_dirs(corpus, out: Path):
@@ -110,7 +114,7 @@ def test_done_when_self_is_zero_and_distances_grow_with_degradation(corpus, evt,
     assert abs(self_res["FD[tiny-evt]"]) < 1e-6
     assert abs(self_res["KL[tiny-evt]"]) < 1e-4 and abs(self_res["KL_audioldm[tiny-evt]"]) < 1e-4
     assert same["provenance"]["details"]["KL[tiny-evt]"]["paired"] == SMALL["n_test"]
-    assert self_res["provenance"]["embedders"]["tiny-evt"]["version"] == "1"
+    assert self_res["provenance"]["embedders"]["tiny-evt"]["version"] == "2"
 
     _degrade_dirs(corpus, tmp_path / "deg")
     res = {

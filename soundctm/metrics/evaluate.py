@@ -10,6 +10,10 @@ carries its embedder: `FD[tiny-evt]`, `KL[passt]`, `IS[passt]`, `CLAP[laion-clap
 
 Metric names (each computed with the embedder the set / overrides assign to it):
   fd, fd_<x>   Fréchet distance of all frame embeddings (gen vs ref).
+  kid          kernel inception distance: unbiased MMD^2, kernel (x.y/d + 1)^3, of the same frame
+               embeddings (no small-sample bias; can be slightly < 0 for equal distributions).
+  fd_inf       FD extrapolated to infinitely many generated files (Chong & Forsyth 2020): FD of
+               15 file subsets, fitted linearly in 1/N, intercept at 1/N = 0.
   kl           stable-audio-metrics KL(gen || ref) of per-clip softmax class distributions, paired.
   kl_audioldm  audioldm_eval KL(ref || gen), paired.
   is           inception score of the generated clips (mean; `IS_std[...]` alongside).
@@ -46,6 +50,10 @@ DEFAULT_METRICS = ("fd", "kl", "is", "clap")
 
 def _kind(metric: str) -> str:
     m = metric.lower()
+    if m in ("fd_inf", "fdinf", "fd_infinity"):
+        return "fd_inf"
+    if m == "kid":
+        return "kid"
     if m == "fd" or m.startswith("fd_"):
         return "fd"
     if m in ("kl", "kl_passt_sam", "kl_sam"):
@@ -56,11 +64,24 @@ def _kind(metric: str) -> str:
         return "is"
     if m == "clap":
         return "clap"
-    raise ValueError(f"unknown metric {metric!r}; known: fd, fd_<name>, kl, kl_audioldm, is, clap")
+    raise ValueError(
+        f"unknown metric {metric!r}; known: fd, fd_<name>, kid, fd_inf, kl, kl_audioldm, is, clap"
+    )
 
 
-METRIC_KINDS = ("fd", "kl", "kl_audioldm", "is", "clap")
-_COLUMN = {"fd": "FD", "kl": "KL", "kl_audioldm": "KL_audioldm", "is": "IS", "clap": "CLAP"}
+METRIC_KINDS = ("fd", "kid", "fd_inf", "kl", "kl_audioldm", "is", "clap")
+_COLUMN = {
+    "fd": "FD",
+    "kid": "KID",
+    "fd_inf": "FD_inf",
+    "kl": "KL",
+    "kl_audioldm": "KL_audioldm",
+    "is": "IS",
+    "clap": "CLAP",
+}
+_NEEDS_REF = ("fd", "kid", "fd_inf", "kl", "kl_audioldm")  # metrics computed against a reference set
+# the exact (all pairs) KID up to this many rows per set; above it the mean over 100 subsets of 1000
+KID_EXACT_MAX = 6000
 
 
 def _column(metric: str, emb: Embedder) -> str:
@@ -85,7 +106,8 @@ def resolve_embedders(
         base = EMBEDDER_SETS[embedders]
         for m in metrics:
             kind = _kind(m)
-            table[m] = base.get(m) or base.get(kind) or base[{"kl_audioldm": "kl"}.get(kind, kind)]
+            fallback = {"kl_audioldm": "kl", "kid": "fd", "fd_inf": "fd"}.get(kind, kind)
+            table[m] = base.get(m) or base.get(kind) or base[fallback]
     else:
         table.update(embedders)
     table.update(overrides or {})
@@ -104,6 +126,8 @@ def resolve_embedders(
         kind = _kind(m)
         need = {
             "fd": "embeddings",
+            "kid": "embeddings",
+            "fd_inf": "embeddings",
             "kl": "logits",
             "kl_audioldm": "logits",
             "is": "logits",
@@ -174,8 +198,10 @@ def _compute(
     ref_stats: Mapping[str, Any],
     captions: Mapping[str, str] | None,
     is_splits: int = 10,
+    ref_embeddings: Mapping[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """gen[embedder name] = Extracted of generated set; ref_stats[embedder name] = RefStats-like."""
+    """gen[embedder name] = Extracted of generated set; ref_stats[embedder name] = RefStats-like;
+    ref_embeddings[embedder name] = reference frame embeddings [F, D] (for kid)."""
     out: dict[str, float] = {}
     info: dict[str, Any] = {}
     for m in metrics:
@@ -187,6 +213,23 @@ def _compute(
             mu, sigma = Fm.stats(g.embeddings)
             out[col] = Fm.frechet_distance(mu, sigma, r.mu, r.sigma)
             info[col] = {"gen_frames": int(len(g.embeddings)), "ref_files": len(r.names)}
+        elif kind == "kid":
+            if not ref_embeddings or e.name not in ref_embeddings:
+                raise ValueError(f"{col}: the reference embeddings of {e.name!r} were not extracted")
+            ref = ref_embeddings[e.name]
+            exact = max(len(g.embeddings), len(ref)) <= KID_EXACT_MAX
+            out[col] = Fm.kid(g.embeddings, ref, subsets=None if exact else 100, subset_size=1000)
+            info[col] = {
+                "gen_frames": int(len(g.embeddings)),
+                "ref_frames": int(len(ref)),
+                "estimator": "unbiased MMD^2, kernel (x.y/d+1)^3, "
+                + ("all pairs" if exact else "mean of 100 subsets of 1000 frames (seed 0)"),
+            }
+        elif kind == "fd_inf":
+            r = ref_stats[e.name]
+            value, fit = Fm.fd_infinity(g.embeddings, r.mu, r.sigma, frames=g.frames, return_fit=True)
+            out[col] = value
+            info[col] = {"definition": "Chong & Forsyth 2020, FD_N = FD_inf + c/N over file subsets", **fit}
         elif kind in ("kl", "kl_audioldm"):
             r = ref_stats[e.name]
             ref_pos = set(r.stems())
@@ -278,14 +321,14 @@ def evaluate_dirs(
     gen_files = list_audio(gen_dir)
     if not gen_files:
         raise FileNotFoundError(f"no audio files in {gen_dir}")
-    needs_ref = any(_kind(m) in ("fd", "kl", "kl_audioldm") for m in metrics)
+    needs_ref = any(_kind(m) in _NEEDS_REF for m in metrics)
     ref_files: list[Path] = []
     ref_caps: dict[str, str] = {}
     ref_label = None
     if ref_dir is not None:
         ref_files, ref_caps, ref_label = resolve_reference(ref_dir, ref_split)
     elif needs_ref:
-        raise ValueError("fd/kl need a reference (--reference)")
+        raise ValueError("fd/kid/fd_inf/kl need a reference (--reference)")
     if isinstance(captions, (str, os.PathLike)):
         caps = read_captions(captions)
     elif captions is not None:
@@ -302,16 +345,20 @@ def evaluate_dirs(
     )
     gen: dict[str, Extracted] = {}
     refs: dict[str, Any] = {}
+    ref_embs: dict[str, np.ndarray] = {}
     for m, e in embs.items():
         if e.name not in gen:
             wd = None if work_dir is None else Path(work_dir) / "gen" / e.name
             gen[e.name] = extract_files(gen_files, e, wd, **extract_kw)
-        if _kind(m) in ("fd", "kl", "kl_audioldm") and e.name not in refs:
+        if _kind(m) in _NEEDS_REF and e.name not in refs:
             wd = None if work_dir is None else Path(work_dir) / "ref" / e.name
             refs[e.name] = reference_stats(
                 ref_files, e, split=ref_label, cache=cache, work_dir=wd, **extract_kw
             )
-    values, info = _compute(metrics, embs, gen, refs, caps, is_splits)
+        if _kind(m) == "kid" and e.name not in ref_embs:  # KID needs the frames, not just mu/sigma
+            wd = None if work_dir is None else Path(work_dir) / "ref" / e.name
+            ref_embs[e.name] = extract_files(ref_files, e, wd, **extract_kw).embeddings
+    values, info = _compute(metrics, embs, gen, refs, caps, is_splits, ref_embs)
     values["provenance"] = _provenance(
         embs,
         {
@@ -333,6 +380,7 @@ class _ArrayRef:
         from soundctm.metrics.refcache import stats_from_extracted
 
         self.mu, self.sigma, self.probs = stats_from_extracted(ext)
+        self.embeddings = ext.embeddings
         self.names = ext.names
         self.path = None
 
@@ -375,12 +423,13 @@ def evaluate_arrays(
     for m, e in embs.items():
         if e.name not in gen:
             gen[e.name] = _extract_arrays(e, gen_wavs, sample_rate, gnames)
-        if _kind(m) in ("fd", "kl", "kl_audioldm") and e.name not in refs:
+        if _kind(m) in _NEEDS_REF and e.name not in refs:
             if ref_wavs is None:
                 raise ValueError(f"metric {m!r} needs ref_wavs")
             rnames = gnames[: len(ref_wavs)] + [f"ref{i:06d}" for i in range(len(gnames), len(ref_wavs))]
             refs[e.name] = _ArrayRef(_extract_arrays(e, ref_wavs, sample_rate, rnames))
-    values, info = _compute(metrics, embs, gen, refs, caps, is_splits)
+    ref_embs = {k: r.embeddings for k, r in refs.items() if r.embeddings is not None}
+    values, info = _compute(metrics, embs, gen, refs, caps, is_splits, ref_embs)
     values["provenance"] = _provenance(
         embs,
         {
@@ -436,21 +485,33 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--embedder expects METRIC=NAME, got {item!r}")
         k, v = item.split("=", 1)
         table[k.strip()] = v.strip()
-    emb_table = resolve_embedders(metrics, a.embedder_set, table)
-    res = evaluate_dirs(
-        a.gen_dir,
-        a.reference,
-        metrics,
-        emb_table,
-        a.workers,
-        captions=a.captions,
-        ref_split=a.ref_split,
-        clip_seconds=a.clip_seconds,
-        cache=a.cache,
-        work_dir=a.work_dir,
-        chunk_size=a.chunk_size,
-        progress=not a.no_progress,
-    )
+    import sys
+
+    from soundctm.metrics.extract import UnreadableAudioError
+    from soundctm.metrics.indomain import EvaluatorError
+    from soundctm.metrics.registry import NonFiniteAudioError
+
+    try:
+        emb_table = resolve_embedders(metrics, a.embedder_set, table)
+        res = evaluate_dirs(
+            a.gen_dir,
+            a.reference,
+            metrics,
+            emb_table,
+            a.workers,
+            captions=a.captions,
+            ref_split=a.ref_split,
+            clip_seconds=a.clip_seconds,
+            cache=a.cache,
+            work_dir=a.work_dir,
+            chunk_size=a.chunk_size,
+            progress=not a.no_progress,
+        )
+    except (UnreadableAudioError, NonFiniteAudioError, EvaluatorError, FileNotFoundError) as e:
+        # one line naming the file, no traceback (Ray hands worker errors back wrapped: `.cause`)
+        cause = getattr(e, "cause", None) or e
+        print(f"soundctm evaluate: error: {' '.join(str(cause).split())}", file=sys.stderr)
+        return 1
     res["provenance"]["embedder_set"] = a.embedder_set
     print(format_table(res))
     if a.out:

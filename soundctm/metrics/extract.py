@@ -33,6 +33,7 @@ __all__ = [
     "ChunkJob",
     "list_audio",
     "read_audio",
+    "UnreadableAudioError",
     "plan_chunks",
     "compute_chunk",
     "extract_files",
@@ -88,14 +89,21 @@ def list_audio(directory: str | os.PathLike, extensions: Sequence[str] = AUDIO_E
     return files
 
 
+class UnreadableAudioError(OSError):
+    """An audio file cannot be decoded (corrupt, truncated, not audio); the message names it."""
+
+
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a file with soundfile: (waveform [N] or [N, C] float32, sample_rate)."""
+    """Read a file with soundfile: (waveform [N] or [N, C] float32, sample_rate).
+
+    Raises `UnreadableAudioError` (one line, naming the file) when it cannot be decoded."""
     import soundfile as sf
 
     try:
         x, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError
-        raise OSError(f"cannot read audio file {path}: {e}") from e
+    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise UnreadableAudioError(f"cannot read audio file {path}: {reason}") from e
     return x, int(sr)
 
 

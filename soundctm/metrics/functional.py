@@ -2,6 +2,10 @@
 
 Definitions follow /shared METRICS notes:
 - `frechet_distance` / `stats`: FAD toolkits (frechet-audio-distance, stable-audio-metrics).
+- `kid`: kernel inception distance (Binkowski et al. 2018), unbiased MMD^2 with the cubic
+  polynomial kernel k(x, y) = (x.y / d + 1)^3: no small-sample bias (can be < 0).
+- `fd_infinity`: FD extrapolated to infinitely many generated samples (Chong & Forsyth 2020):
+  FD at several subset sizes N fitted linearly in 1/N, the intercept at 1/N = 0.
 - `kl_passt_sam`: stable-audio-metrics, KL(gen || ref) with log(p_ref + 1e-6).
 - `kl_audioldm`: audioldm_eval, KL(ref || gen) with log(p_gen + 1e-6).
 - `inception_score`: audioldm_eval (seeded shuffle, splits, mean/std of exp(mean KL(p || p_split))).
@@ -22,6 +26,10 @@ __all__ = [
     "stats",
     "frechet_distance",
     "frechet_distance_from_embeddings",
+    "polynomial_kernel",
+    "mmd2_unbiased",
+    "kid",
+    "fd_infinity",
     "softmax",
     "kl_passt_sam",
     "kl_audioldm",
@@ -112,6 +120,131 @@ def frechet_distance(
 def frechet_distance_from_embeddings(a: np.ndarray, b: np.ndarray, eps: float = 1e-6) -> float:
     """FD between two embedding sets a: [F1, D], b: [F2, D]."""
     return frechet_distance(*stats(a), *stats(b), eps=eps)
+
+
+# ----------------------------------------------------------------------------- KID / FD-infinity
+def polynomial_kernel(a: np.ndarray, b: np.ndarray, degree: int = 3, coef0: float = 1.0) -> np.ndarray:
+    """k(x, y) = (x.y / d + coef0)^degree for all rows of a: [n, d], b: [m, d] -> [n, m]."""
+    d = a.shape[1]
+    return (a @ b.T / d + coef0) ** degree
+
+
+def mmd2_unbiased(
+    a: np.ndarray, b: np.ndarray, degree: int = 3, coef0: float = 1.0, block: int = 2048
+) -> float:
+    """Unbiased MMD^2 (Gretton et al. 2012, eq. 3) with `polynomial_kernel`:
+
+        1/(n(n-1)) sum_{i!=j} k(a_i, a_j) + 1/(m(m-1)) sum_{i!=j} k(b_i, b_j) - 2/(nm) sum_{i,j} k(a_i, b_j).
+
+    a: [n, d], b: [m, d] (n, m >= 2). Computed in blocks of `block` rows (memory O(block^2)).
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"need two [n, d] sets with the same d, got {a.shape} and {b.shape}")
+    n, m = len(a), len(b)
+    if n < 2 or m < 2:
+        raise ValueError(f"the unbiased MMD needs at least 2 samples per set, got {n} and {m}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("embeddings contain NaN/Inf")
+
+    def total(x, y, same):
+        s = 0.0
+        for i in range(0, len(x), block):
+            for j in range(0, len(y), block):
+                k = polynomial_kernel(x[i : i + block], y[j : j + block], degree, coef0)
+                s += k.sum()
+                if same and i == j:
+                    s -= np.trace(k)
+        return s
+
+    kxx = total(a, a, True) / (n * (n - 1))
+    kyy = total(b, b, True) / (m * (m - 1))
+    kxy = total(a, b, False) / (n * m)
+    return float(kxx + kyy - 2.0 * kxy)
+
+
+def kid(
+    gen: np.ndarray,
+    ref: np.ndarray,
+    subsets: int | None = None,
+    subset_size: int = 1000,
+    seed: int = 0,
+    degree: int = 3,
+    coef0: float = 1.0,
+) -> float:
+    """Kernel inception distance: unbiased MMD^2 of the embeddings, cubic polynomial kernel
+    k(x, y) = (x.y / d + 1)^3 (Binkowski et al. 2018).
+
+    gen: [n, d], ref: [m, d] (frame embeddings, as for FD). subsets None: the exact estimator over
+    all rows (deterministic). subsets = S: the mean over S random subsets of min(subset_size, n, m)
+    rows of each set, drawn without replacement with `np.random.default_rng(seed)` (the
+    torch-fidelity / Binkowski protocol; each term is unbiased, so is the mean).
+    The estimate is unbiased for every n, m >= 2 and can be slightly negative when the two
+    distributions are equal.
+    """
+    g = np.asarray(gen, np.float64)
+    r = np.asarray(ref, np.float64)
+    if subsets is None:
+        return mmd2_unbiased(g, r, degree, coef0)
+    rng = np.random.default_rng(seed)
+    k = min(subset_size, len(g), len(r))
+    vals = [
+        mmd2_unbiased(g[rng.choice(len(g), k, replace=False)], r[rng.choice(len(r), k, replace=False)], degree, coef0)
+        for _ in range(int(subsets))
+    ]
+    return float(np.mean(vals))
+
+
+def fd_infinity(
+    gen: np.ndarray,
+    ref_mu: np.ndarray,
+    ref_sigma: np.ndarray,
+    frames: np.ndarray | None = None,
+    num_points: int = 15,
+    min_fraction: float = 0.2,
+    seed: int = 0,
+    return_fit: bool = False,
+):
+    """FD_inf (Chong & Forsyth 2020, "Effectively unbiased FID and Inception Score and where to find
+    them"): the FD of N generated samples against fixed reference statistics has a bias ~ c / N;
+    compute FD at `num_points` subset sizes N evenly spaced in [min_fraction * n, n], fit
+    FD_N = FD_inf + c / N by least squares, report the intercept FD_inf.
+
+    gen: [F, D] generated embeddings (all frames of all files); ref_mu [D], ref_sigma [D, D].
+    frames: per-file frame counts [n_files] (sum F): subsets are then drawn by file (the unit of
+      sampling; frames of one clip are not independent) and N counts files; None: by row.
+    Subsets are drawn without replacement from `np.random.default_rng(seed)`; the largest N is the
+    whole set. Deterministic. return_fit: also return {"n": [...], "fd": [...], "slope": c}.
+    """
+    e = np.asarray(gen, np.float64)
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be [F, D], got shape {e.shape}")
+    if frames is None:
+        groups = [np.array([i]) for i in range(len(e))]
+    else:
+        frames = np.asarray(frames, np.int64)
+        if frames.sum() != len(e):
+            raise ValueError(f"frames sum to {int(frames.sum())}, embeddings have {len(e)} rows")
+        ends = np.cumsum(frames)
+        groups = [np.arange(s, t) for s, t in zip(ends - frames, ends)]
+    n = len(groups)
+    lo = max(2, int(math.ceil(min_fraction * n)))
+    ns = np.unique(np.linspace(lo, n, num_points).round().astype(int))
+    if len(ns) < 2:
+        raise ValueError(f"FD_inf needs at least 2 distinct subset sizes; {n} samples give {ns.tolist()}")
+    rng = np.random.default_rng(seed)
+    fds = []
+    for k in ns:
+        pick = np.arange(n) if k == n else np.sort(rng.choice(n, k, replace=False))
+        rows = np.concatenate([groups[i] for i in pick])
+        mu, sigma = stats(e[rows])
+        fds.append(frechet_distance(mu, sigma, ref_mu, ref_sigma))
+    x = np.stack([np.ones(len(ns)), 1.0 / ns], axis=1)
+    (intercept, slope), *_ = np.linalg.lstsq(x, np.array(fds), rcond=None)
+    if return_fit:
+        return float(intercept), {"n": ns.tolist(), "fd": [float(f) for f in fds], "slope": float(slope)}
+    return float(intercept)
 
 
 # ----------------------------------------------------------------------------- class distributions

@@ -2,12 +2,25 @@
 
 - `logmel` (v1): model-free log-mel frames [F, 64]; a cheap FD baseline and the extraction
   benchmark's workload.
-- `tiny-evt` (v1): sound-event classifier on the tiny corpus. Log-mel front end + small CNN,
+- `tiny-evt` (v2): sound-event classifier on the tiny corpus. Log-mel front end + small CNN,
   multi-label BCE on the corpus's ground-truth label vectors. Its per-frame penultimate features
-  are the FD embeddings, softmax over its logits the per-clip class distribution for KL / IS
-  (the roles VGGish and PaSST play in the paper tier). Trained once on the corpus train split,
-  its held-out accuracy on the test split is stored with it, cached in
-  `cache_dir()/tiny/evaluators/` under a name carrying its settings and the corpus checksum.
+  are the FD / KID embeddings; softmax over its temperature-scaled logits `z / T` is the per-clip
+  class distribution for KL / IS (the roles VGGish and PaSST play in the paper tier).
+  Trained on the corpus train split; the temperature T is then fitted on the val split by
+  minimising the NLL of the softmax against the normalised ground-truth label vector (one
+  parameter, bounded Brent search on log T: deterministic). Without it (v1, T = 1) the softmax
+  over BCE logits (range about -14..36) is so peaked that every disagreement costs about
+  log(1/1e-6) and KL saturated near 10-11 for every system. Held-out test accuracy, T and the
+  val NLL before/after are stored in the file's metadata with the weights hash.
+  KL reported as `KL[tiny-evt]` is stable-audio-metrics' KL(gen || ref)
+  (`functional.kl_passt_sam`); `KL_audioldm[tiny-evt]` is audioldm_eval's KL(ref || gen).
+
+  A versioned name means one file: the committed evaluator
+  `results/tiny/checkpoints/evaluators/tiny-evt-v2-<settings>-<corpus checksum>.safetensors` is
+  what `tiny_evt()` (and `soundctm evaluate --embedder-set tiny`) loads; its weights hash is
+  verified on load. Nothing is trained implicitly: a missing evaluator, or one built for another
+  corpus checksum, is an `EvaluatorError` naming the file and the command that rebuilds it,
+  `soundctm build-evaluator [--corpus ROOT] [--out DIR] --rebuild` (`build_main`).
 - `tiny-clap`: the corpus's tiny CLAP (`soundctm.nn.text`), audio and text towers, for the
   CLAP score.
 """
@@ -40,7 +53,16 @@ __all__ = [
     "train_event_classifier",
     "evaluate_classifier",
     "corpus_checksum",
+    "EvaluatorError",
+    "fit_temperature",
+    "softmax_nll",
+    "weights_sha1",
+    "evaluator_filename",
+    "committed_evaluators_dir",
+    "load_evaluator",
+    "build_evaluator",
     "tiny_evt",
+    "build_main",
     "TinyClapEmbedder",
     "tiny_clap",
 ]
@@ -110,7 +132,7 @@ class EvtConfig:
     lr: float = 5e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    version: str = "1"
+    version: str = "2"  # 1: T = 1 (saturating KL); 2: + temperature fitted on the val split
 
     def key(self) -> str:
         return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
@@ -168,7 +190,12 @@ def _pad_batch(wavs: Sequence[np.ndarray], min_len: int) -> tuple[torch.Tensor, 
 
 
 class EventEmbedder(Embedder):
-    """Wraps a trained `EventClassifier` as an Embedder (`tiny-evt`)."""
+    """Wraps a trained `EventClassifier` as an Embedder (`tiny-evt`).
+
+    Outputs "embeddings" (per-frame penultimate features, FD / KID) and "logits" = the model's
+    logits divided by `temperature` (from the file's metadata; 1.0 for v1), so that the softmax
+    every consumer takes (KL, IS, reference statistics) is the calibrated distribution.
+    """
 
     outputs = ("embeddings", "logits")
     batch_size = 32
@@ -191,6 +218,10 @@ class EventEmbedder(Embedder):
         self.hop = model.frame_hop
         self.classes = list(classes)
         self.meta = dict(meta or {})
+        self.temperature = float(self.meta.get("temperature", 1.0))
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"tiny-evt temperature must be a positive finite number, got {self.temperature}")
+        self.path: Path | None = None  # the file it was loaded from (set by load_evaluator)
 
     def to(self, device: str) -> EventEmbedder:
         self.model.to(device)
@@ -200,6 +231,7 @@ class EventEmbedder(Embedder):
     def settings(self) -> dict[str, Any]:
         s = super().settings()
         s["weights"] = self.meta.get("weights_sha1", "")
+        s["temperature"] = self.temperature
         return s
 
     @torch.no_grad()
@@ -215,7 +247,7 @@ class EventEmbedder(Embedder):
                 e, lg = self.model(x)
                 embs += list(e.cpu().numpy())
                 frames += [e.shape[1]] * len(g)
-                logits.append(lg.cpu().numpy())
+                logits.append((lg.double() / self.temperature).cpu().numpy())
         return {
             "embeddings": np.concatenate(embs).astype(np.float32),
             "frames": np.array(frames, np.int64),
@@ -303,6 +335,55 @@ def evaluate_classifier(
     }
 
 
+# ----------------------------------------------------------------------------- calibration
+def softmax_nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean NLL of softmax(logits / T) against the normalised label vectors.
+
+    logits: [N, K]; labels: [N, K] multi-hot (rows with no label are ignored). Per clip:
+    -sum_k q_k log softmax(z / T)_k with q = y / sum(y) (the target the softmax should match).
+    """
+    z = np.asarray(logits, np.float64) / float(temperature)
+    y = np.asarray(labels, np.float64)
+    if z.shape != y.shape or z.ndim != 2:
+        raise ValueError(f"logits {z.shape} and labels {y.shape} must both be [N, K]")
+    keep = y.sum(axis=1) > 0
+    if not keep.any():
+        raise ValueError("no clip has a label: cannot fit a temperature")
+    z, y = z[keep], y[keep]
+    q = y / y.sum(axis=1, keepdims=True)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-(q * logp).sum(axis=1).mean())
+
+
+def fit_temperature(
+    logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 100.0)
+) -> dict[str, float]:
+    """Temperature scaling (Guo et al. 2017) of the softmax posterior: argmin_T `softmax_nll`.
+
+    One parameter, found by bounded Brent search on log T within `bounds` (xatol 1e-8);
+    deterministic given the logits. Returns {"temperature", "nll_t1", "nll"} (NLL at T = 1 and
+    at the fitted T).
+    """
+    from scipy.optimize import minimize_scalar
+
+    lo, hi = (math.log(b) for b in bounds)
+    r = minimize_scalar(
+        lambda s: softmax_nll(logits, labels, math.exp(s)),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-8},
+    )
+    t = float(math.exp(r.x))
+    return {"temperature": t, "nll_t1": softmax_nll(logits, labels, 1.0), "nll": softmax_nll(logits, labels, t)}
+
+
+@torch.no_grad()
+def _logits(model: EventClassifier, wavs: Sequence[np.ndarray]) -> np.ndarray:
+    x, _ = _pad_batch(wavs, model.frame_hop)
+    return torch.cat([model(x[i : i + 64])[1] for i in range(0, len(x), 64)]).double().numpy()
+
+
 # ----------------------------------------------------------------------------- corpus glue
 def corpus_checksum(root: str | os.PathLike) -> str:
     """12-hex content checksum of a corpus: the manifest's checksum (`corpus.json`) when present,
@@ -363,47 +444,120 @@ def _default_corpus_root() -> Path:
     return Path(tiny_corpus().root)
 
 
-def tiny_evt(
+class EvaluatorError(RuntimeError):
+    """A committed/cached evaluator is missing, corrupt, or was built for another corpus. The message
+    names the file and the command that rebuilds it."""
+
+
+def weights_sha1(tensors: dict[str, torch.Tensor]) -> str:
+    """12-hex sha1 of a state dict's tensors (sorted by name, raw bytes): the `weights_sha1` field."""
+    return hashlib.sha1(b"".join(v.numpy().tobytes() for _, v in sorted(tensors.items()))).hexdigest()[:12]
+
+
+def _evaluator_sha1(weights: str, temperature: float) -> str:
+    """Identity of weights + temperature (what a versioned evaluator name stands for)."""
+    return hashlib.sha1(f"{weights}|temperature={float(temperature)!r}".encode()).hexdigest()[:12]
+
+
+def evaluator_filename(cfg: EvtConfig, corpus_csum: str) -> str:
+    return f"tiny-evt-v{cfg.version}-{cfg.key()}-{corpus_csum}.safetensors"
+
+
+def committed_evaluators_dir() -> Path:
+    """`results/tiny/checkpoints/evaluators` of the source checkout (may not exist in a wheel)."""
+    return Path(__file__).resolve().parents[2] / "results" / "tiny" / "checkpoints" / "evaluators"
+
+
+def _rebuild_command(out_dir: Path, corpus_root: Path | None = None) -> str:
+    corpus = "" if corpus_root is None else f" --corpus {corpus_root}"
+    return f"soundctm build-evaluator{corpus} --out {out_dir} --rebuild"
+
+
+def load_evaluator(
+    path: str | os.PathLike,
     corpus_root: str | os.PathLike | None = None,
-    cfg: EvtConfig = EvtConfig(),
-    cache: str | os.PathLike | None = None,
+    cfg: EvtConfig | None = None,
     device: str = "cpu",
-    log: bool = True,
 ) -> EventEmbedder:
-    """The `tiny-evt` embedder: load the cached classifier for this corpus, or train and cache it.
+    """Load a `tiny-evt` file and verify it: the weights hash recomputed from the file must equal the
+    `weights_sha1` in its metadata (and weights + temperature the `evaluator_sha1`, v2); with
+    `corpus_root`, the corpus checksum recorded in the file must equal that corpus's. `cfg`, when given,
+    must match the settings recorded in the file. Raises `EvaluatorError` naming the file."""
+    from soundctm.io import load_safetensors
 
-    corpus_root: AudioCaps-layout corpus (default: `soundctm.data.corpus.tiny_corpus()`).
-    cache: directory for the weights (default `cache_dir()/tiny/evaluators`). The file name is
-      `tiny-evt-v{version}-{settings hash}-{corpus checksum}.safetensors`; its metadata holds the
-      settings, class names, corpus checksum and held-out test accuracy.
-    """
-    from soundctm.io import load_safetensors, save_safetensors
-    from soundctm.paths import cache_dir
-
-    root = Path(corpus_root) if corpus_root is not None else _default_corpus_root()
-    csum = corpus_checksum(root)
-    cache = Path(cache) if cache is not None else cache_dir() / "tiny" / "evaluators"
-    path = cache / f"tiny-evt-v{cfg.version}-{cfg.key()}-{csum}.safetensors"
-    if path.exists():
+    path = Path(path)
+    rebuild = _rebuild_command(path.parent, None if corpus_root is None else Path(corpus_root))
+    if not path.exists():
+        raise EvaluatorError(f"tiny-evt evaluator not found: {path}; build it with `{rebuild}`")
+    try:
         tensors, meta = load_safetensors(path)
-        model = EventClassifier(len(meta["classes"]), cfg)
-        model.load_state_dict(tensors, strict=True)
-        return EventEmbedder(model, version=cfg.version, classes=meta["classes"], meta=meta, device=device)
+    except Exception as e:
+        raise EvaluatorError(f"cannot read tiny-evt evaluator {path}: {e}; rebuild it with `{rebuild}`") from e
+    got = weights_sha1(tensors)
+    if meta.get("weights_sha1") != got:
+        raise EvaluatorError(
+            f"tiny-evt evaluator {path}: weights hash {got} does not match the recorded "
+            f"{meta.get('weights_sha1')!r} (file modified or corrupt); rebuild it with `{rebuild}`"
+        )
+    temperature = float(meta.get("temperature", 1.0))
+    if "evaluator_sha1" in meta and meta["evaluator_sha1"] != _evaluator_sha1(got, temperature):
+        raise EvaluatorError(
+            f"tiny-evt evaluator {path}: weights + temperature hash does not match the recorded "
+            f"{meta['evaluator_sha1']!r}; rebuild it with `{rebuild}`"
+        )
+    file_cfg = EvtConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+    if cfg is not None and file_cfg != cfg:
+        raise EvaluatorError(f"tiny-evt evaluator {path} was built with {file_cfg}, expected {cfg}")
+    if corpus_root is not None:
+        csum = corpus_checksum(corpus_root)
+        if meta.get("corpus_checksum") != csum:
+            raise EvaluatorError(
+                f"tiny-evt evaluator {path} was built for corpus checksum {meta.get('corpus_checksum')!r}, "
+                f"but the corpus at {corpus_root} has checksum {csum!r}: its inputs changed. Rebuild it "
+                f"with `{rebuild}` (then commit the new file if it is the committed evaluator)"
+            )
+    model = EventClassifier(len(meta["classes"]), file_cfg)
+    model.load_state_dict(tensors, strict=True)
+    emb = EventEmbedder(model, version=file_cfg.version, classes=meta["classes"], meta=meta, device=device)
+    emb.path = path
+    return emb
 
+
+def build_evaluator(
+    corpus_root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: EvtConfig = EvtConfig(),
+    log: bool = True,
+    device: str = "cpu",
+) -> EventEmbedder:
+    """Train the classifier on the train split (one thread), fit its temperature on the val split
+    (v2+), measure test accuracy, and write `out_dir/evaluator_filename(...)` (overwriting)."""
+    from soundctm.io import save_safetensors
+
+    root = Path(corpus_root)
+    csum = corpus_checksum(root)
+    path = Path(out_dir) / evaluator_filename(cfg, csum)
     classes, gt = load_labels(root)
     t0 = time.perf_counter()
     ids, wavs = _load_split_audio(root, "train", cfg.sample_rate)
     labels = _labels_for(ids, gt, "train")
+    calibrate = int(cfg.version) >= 2
+    if calibrate and not (root / "val.csv").exists():
+        raise EvaluatorError(f"tiny-evt v{cfg.version} fits its temperature on the val split; {root} has no val.csv")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         model = train_event_classifier(wavs, labels, cfg, log=log)
+        test_ids, test_wavs = _load_split_audio(root, "test", cfg.sample_rate)
+        acc = evaluate_classifier(model, test_wavs, _labels_for(test_ids, gt, "test"))
+        cal = None
+        if calibrate:
+            val_ids, val_wavs = _load_split_audio(root, "val", cfg.sample_rate)
+            cal = fit_temperature(_logits(model, val_wavs), _labels_for(val_ids, gt, "val"))
     finally:
         torch.set_num_threads(threads)
-    test_ids, test_wavs = _load_split_audio(root, "test", cfg.sample_rate)
-    acc = evaluate_classifier(model, test_wavs, _labels_for(test_ids, gt, "test"))
     state = {k: v for k, v in model.state_dict().items()}
-    digest = hashlib.sha1(b"".join(v.numpy().tobytes() for _, v in sorted(state.items()))).hexdigest()[:12]
+    digest = weights_sha1(state)
     meta = {
         "name": "tiny-evt",
         "version": cfg.version,
@@ -416,10 +570,102 @@ def tiny_evt(
         "train_seconds": round(time.perf_counter() - t0, 2),
         "weights_sha1": digest,
     }
+    if cal is not None:
+        meta.update(
+            temperature=cal["temperature"],
+            temperature_fit={
+                "split": "val",
+                "n_clips": len(val_ids),
+                "objective": "mean NLL of softmax(logits / T) vs the label vector normalised to sum 1",
+                "method": "bounded Brent on log T in [log 0.05, log 100], xatol 1e-8",
+                "val_nll_t1": cal["nll_t1"],
+                "val_nll": cal["nll"],
+            },
+            evaluator_sha1=_evaluator_sha1(digest, cal["temperature"]),
+        )
     save_safetensors(path, state, meta)
     if log:
-        print(f"[tiny-evt] trained on {len(ids)} clips; test {acc}; saved {path}", flush=True)
-    return EventEmbedder(model, version=cfg.version, classes=classes, meta=meta, device=device)
+        extra = "" if cal is None else f"; T {cal['temperature']:.4f} (val NLL {cal['nll_t1']:.4f} -> {cal['nll']:.4f})"
+        print(f"[tiny-evt] trained on {len(ids)} clips; test {acc}{extra}; saved {path}", flush=True)
+    return load_evaluator(path, root, cfg, device=device)
+
+
+def _default_evaluator(cfg: EvtConfig) -> Path:
+    """The committed evaluator for `cfg` (else one in the user cache): found by name, no corpus needed."""
+    from soundctm.paths import cache_dir
+
+    prefix = f"tiny-evt-v{cfg.version}-{cfg.key()}-"
+    dirs = [committed_evaluators_dir(), cache_dir() / "tiny" / "evaluators"]
+    for d in dirs:
+        found = sorted(d.glob(prefix + "*.safetensors")) if d.is_dir() else []
+        if len(found) > 1:
+            raise EvaluatorError(
+                f"several tiny-evt v{cfg.version} evaluators in {d} ({', '.join(f.name for f in found)}): "
+                "pass tiny_evt(path=...) or corpus_root= to choose one"
+            )
+        if found:
+            return found[0]
+    raise EvaluatorError(
+        f"no tiny-evt v{cfg.version} evaluator ({prefix}*.safetensors) in {' or '.join(map(str, dirs))}; "
+        f"build it with `soundctm build-evaluator --out {dirs[1]}` (trains on the tiny corpus, ~2 min)"
+    )
+
+
+def tiny_evt(
+    corpus_root: str | os.PathLike | None = None,
+    cfg: EvtConfig = EvtConfig(),
+    cache: str | os.PathLike | None = None,
+    device: str = "cpu",
+    log: bool = True,
+    *,
+    path: str | os.PathLike | None = None,
+    build: bool = False,
+    rebuild: bool = False,
+) -> EventEmbedder:
+    """The `tiny-evt` embedder. Loads and verifies an evaluator file; trains only when asked.
+
+    path: load this file (weights hash verified; corpus checksum too when corpus_root is given).
+    With nothing given: the committed `results/tiny/checkpoints/evaluators/tiny-evt-v{version}-*`
+      (else the one in `cache_dir()/tiny/evaluators`), no corpus needed; this is what
+      `soundctm evaluate --embedder-set tiny` uses.
+    corpus_root / cache: the evaluator for that corpus (default `tiny_corpus()`) by name,
+      `tiny-evt-v{version}-{settings hash}-{corpus checksum}.safetensors`, looked up in `cache`
+      (default `cache_dir()/tiny/evaluators`) and then in the committed directory. Missing, or
+      present only for another corpus checksum: `EvaluatorError` naming the file and the rebuild
+      command, unless `build=True` (train the missing one into `cache`).
+    rebuild: train and overwrite `cache/<name>` even if it exists.
+    """
+    from soundctm.paths import cache_dir
+
+    if path is not None:
+        return load_evaluator(path, corpus_root, device=device)
+    if corpus_root is None and cache is None and not (build or rebuild):
+        return load_evaluator(_default_evaluator(cfg), cfg=cfg, device=device)
+
+    root = Path(corpus_root) if corpus_root is not None else _default_corpus_root()
+    out_dir = Path(cache) if cache is not None else cache_dir() / "tiny" / "evaluators"
+    name = evaluator_filename(cfg, corpus_checksum(root))
+    if rebuild:
+        return build_evaluator(root, out_dir, cfg, log=log, device=device)
+    dirs = [out_dir] + [d for d in (committed_evaluators_dir(),) if d.resolve() != out_dir.resolve()]
+    for d in dirs:
+        if (d / name).exists():
+            return load_evaluator(d / name, root, cfg, device=device)
+    if build:
+        return build_evaluator(root, out_dir, cfg, log=log, device=device)
+    prefix = f"tiny-evt-v{cfg.version}-{cfg.key()}-"
+    stale = [f for d in dirs if d.is_dir() for f in sorted(d.glob(prefix + "*.safetensors"))]
+    if stale:
+        raise EvaluatorError(
+            f"tiny-evt evaluator {stale[0]} was built for another corpus (checksum "
+            f"{stale[0].stem.rsplit('-', 1)[-1]}); the corpus at {root} has checksum "
+            f"{corpus_checksum(root)}, so {name} is needed: its inputs changed. Rebuild it with "
+            f"`{_rebuild_command(stale[0].parent, root)}` (nothing is retrained implicitly)"
+        )
+    raise EvaluatorError(
+        f"no tiny-evt evaluator {name} in {' or '.join(map(str, dirs))}; build it with "
+        f"`soundctm build-evaluator --corpus {root} --out {out_dir}` (or tiny_evt(..., build=True))"
+    )
 
 
 def _labels_for(ids: Sequence[str], gt: dict[str, np.ndarray], split: str) -> np.ndarray:
@@ -486,6 +732,51 @@ def tiny_clap(path: str | os.PathLike | None = None, device: str = "cpu") -> Tin
 
     kw = {} if path is None else {"path": path}
     return TinyClapEmbedder(get_text_encoder("tiny-clap", **kw), device=device)
+
+
+def build_main(argv: list[str] | None = None) -> int:
+    """`soundctm build-evaluator`: train tiny-evt, fit its temperature, write and verify the file."""
+    import argparse
+
+    from soundctm.paths import cache_dir
+
+    ap = argparse.ArgumentParser(prog="soundctm build-evaluator", description=build_main.__doc__)
+    ap.add_argument("--corpus", default=None, help="AudioCaps-layout corpus root (default: the tiny corpus)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: $SOUNDCTM_CACHE/tiny/evaluators; the committed one is "
+        "results/tiny/checkpoints/evaluators)",
+    )
+    ap.add_argument("--rebuild", action="store_true", help="train again even if the file exists (overwrites it)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the committed file's setting)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    root = Path(a.corpus) if a.corpus else _default_corpus_root()
+    out = Path(a.out) if a.out else cache_dir() / "tiny" / "evaluators"
+    cfg = EvtConfig()
+    target = out / evaluator_filename(cfg, corpus_checksum(root))
+    if target.exists() and not a.rebuild:
+        emb = load_evaluator(target, root, cfg)
+        print(f"{target} exists and verifies; pass --rebuild to train it again")
+    else:
+        emb = build_evaluator(root, out, cfg)
+    m = emb.meta
+    print(
+        json.dumps(
+            {
+                "file": str(target),
+                "file_sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+                "weights_sha1": m["weights_sha1"],
+                "evaluator_sha1": m.get("evaluator_sha1"),
+                "temperature": m.get("temperature", 1.0),
+                "temperature_fit": m.get("temperature_fit"),
+                "test_accuracy": m["test_accuracy"],
+            },
+            indent=1,
+        )
+    )
+    return 0
 
 
 register("logmel", lambda **kw: LogMelEmbedder(**kw))
