@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from soundctm.distributed import map_chunks_ray
 from soundctm.metrics.extract import extract_dir
 
 N_FILES = 96
@@ -35,7 +36,8 @@ def audio_dir(tmp_path_factory):
 
 def _run(audio_dir, work_root, workers):
     r = extract_dir(
-        audio_dir, "logmel", work_root / uuid.uuid4().hex, workers=workers, chunk_size=8, progress=False
+        audio_dir, "logmel", work_root / uuid.uuid4().hex, workers=workers, chunk_size=8, progress=False,
+        map_chunks=map_chunks_ray if workers > 1 else None,
     )
     assert len(r.names) == N_FILES and not r.reused
     return r

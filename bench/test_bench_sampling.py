@@ -6,9 +6,10 @@
 import pytest
 import torch
 
+from soundctm.edm import karras_sigmas
 from soundctm.presets import build_student, build_teacher
 from soundctm.rng import prior_noise
-from soundctm.sampling import sample, teacher_sample
+from soundctm.sampling import heun_sample, karras_steps, sample
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +25,12 @@ def models():
 @pytest.mark.parametrize("steps,nu", [(1, 1.0), (2, 1.0), (4, 1.0), (8, 5.0), (16, 5.0)])
 def test_student_sampling(benchmark, models, steps, nu):
     _, student, z, cond, uncond = models
-    out = benchmark(sample, student, z, steps=steps, cond=cond, uncond=uncond, omega=5.0, nu=nu)
+    out = benchmark(sample, student, z, karras_steps(steps), cond, uncond, omega=5.0, nu=nu)
     assert out.shape == z.shape
 
 
 def test_teacher_heun40(benchmark, models):
     teacher, _, z, cond, uncond = models
-    out = benchmark.pedantic(teacher_sample, args=(teacher, z), kwargs=dict(cond=cond, uncond=uncond, omega=5.0),
+    out = benchmark.pedantic(heun_sample, args=(teacher, z, karras_sigmas(40), cond, uncond), kwargs=dict(omega=5.0),
                              rounds=3, iterations=1)
     assert out.shape == z.shape

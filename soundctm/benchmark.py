@@ -9,11 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-import platform
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +19,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundctm.data.latent_cache import file_checksum
+from soundctm.edm import karras_sigmas
+from soundctm.metrics.evaluate import evaluate_arrays
+from soundctm.metrics.indomain import tiny_clap, tiny_evt
+from soundctm.nn.text import Conditioner, get_text_encoder
+from soundctm.nn.vae import AudioAutoencoder
+from soundctm.provenance import device_name, git_commit, provenance  # noqa: F401  (re-exported)
 from soundctm.rng import prior_noise
-from soundctm.sampling import sample, teacher_sample
+from soundctm.sampling import heun_sample, karras_steps, sample
+from soundctm.train.checkpoint import load_export
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_RESULTS = REPO / "results" / "tiny"
@@ -80,9 +85,9 @@ def generate(model, row: Row, cond: torch.Tensor, uncond: torch.Tensor, seeds: S
         z_T = prior_noise(seeds[i:i + batch], tuple(model.latent_shape))
         c = cond[i:i + batch]
         if row.kind == "teacher":
-            out.append(teacher_sample(model, z_T, cond=c, uncond=uncond, omega=row.omega, n_grid=row.steps))
+            out.append(heun_sample(model, z_T, karras_sigmas(row.steps), c, uncond, omega=row.omega))
         elif row.kind == "student":
-            out.append(sample(model, z_T, steps=row.steps, cond=c, uncond=uncond, omega=row.omega, nu=row.nu))
+            out.append(sample(model, z_T, karras_steps(row.steps), c, uncond, omega=row.omega, nu=row.nu))
         else:
             raise ValueError(f"row {row.model!r} of kind {row.kind!r} cannot be generated here")
     return torch.cat(out)
@@ -106,40 +111,6 @@ def time_per_sample(fn, *, repeats: int = 5, warmup: int = 1) -> float:
     return float(statistics.median(times))
 
 
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def git_commit(mark_dirty: bool = True) -> str | None:
-    """HEAD of the checkout this package runs from (None outside git); `+dirty` with tracked edits."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        if out.returncode != 0 or not out.stdout.strip():
-            return None
-        dirty = mark_dirty and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                              capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def provenance(**extra) -> dict:
-    import numpy
-    import scipy
-
-    return {
-        "git_commit": git_commit(),
-        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
-        "python": sys.version.split()[0],
-        "versions": {"torch": torch.__version__, "numpy": numpy.__version__, "scipy": scipy.__version__},
-        "device": device_name(),
-        "platform": platform.platform(),
-        **extra,
-    }
-
-
 def fmt(x, nd: int = 3) -> str:
     if x is None:
         return "-"
@@ -159,7 +130,6 @@ def to_csv(rows: list[dict], columns: Sequence[str]) -> str:
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when both files exist with identical bytes (sha256)."""
-    from soundctm.data.latent_cache import file_checksum
 
     return Path(a).exists() and Path(b).exists() and file_checksum(a, n=64) == file_checksum(b, n=64)
 
@@ -194,12 +164,6 @@ def regression_files(root: Path = TINY_CHECKPOINTS) -> dict[str, Path]:
 def regression_metrics(corpus, files: dict[str, Path] | None = None, *, log=print) -> dict:
     """Regenerate the first REGRESSION_N_CLIPS test clips with each REGRESSION_ROWS row from the committed
     checkpoints and compute FD / KL / CLAP with the committed in-domain evaluators. Deterministic on CPU."""
-    from soundctm.metrics.evaluate import evaluate_arrays
-    from soundctm.metrics.indomain import tiny_clap, tiny_evt
-    from soundctm.nn.text import get_text_encoder
-    from soundctm.nn.vae import AudioAutoencoder
-    from soundctm.train.checkpoint import load_export
-    from soundctm.train.data import encode_conditioning
 
     files = files or regression_files()
     vae = AudioAutoencoder.load(files["vae"]).eval()
@@ -215,8 +179,8 @@ def regression_metrics(corpus, files: dict[str, Path] | None = None, *, log=prin
     out = {}
     for row in REGRESSION_ROWS:
         model = models[row.kind]
-        cond = encode_conditioning(clap, captions, cond_mode(model), model.cond_shape[0])
-        uncond = encode_conditioning(clap, [""], cond_mode(model), model.cond_shape[0])
+        conditioner = Conditioner.for_model(clap, model)
+        cond, uncond = conditioner(captions), conditioner.uncond
         z = generate(model, row, cond, uncond, [REGRESSION_SEED_BASE + i for i in range(n)])
         wav = decode(vae, z)
         res = evaluate_arrays(list(wav), ref, captions, corpus.sample_rate, metrics=("fd", "kl", "clap"),

@@ -10,11 +10,11 @@ COMMANDS = {
     "demo": ("soundctm.demo", "main", "sample from a randomly initialised tiny student (CPU smoke demo)"),
     "params": ("soundctm.presets", "main", "print parameter counts of the presets (built on the meta device)"),
     "build-components": ("soundctm.train.components", "main", "build tiny corpus, train tiny VAE + text encoder"),
-    "train-teacher": ("soundctm.train.cli", "train_teacher_main", "train an EDM teacher"),
-    "distill": ("soundctm.train.cli", "distill_main", "distil a SoundCTM student (Algorithm 2)"),
+    "train-teacher": ("soundctm.commands.train", "train_teacher_main", "train an EDM teacher"),
+    "distill": ("soundctm.commands.train", "distill_main", "distil a SoundCTM student (Algorithm 2)"),
     "generate": ("soundctm.generate", "main", "text -> n candidate clips (WAV + JSON sidecar) with a student export"),
     "refine": ("soundctm.generate", "refine_main", "regenerate a chosen candidate from its z_T with more steps"),
-    "evaluate": ("soundctm.metrics.evaluate", "main", "compute FD/KL/IS/CLAP between a generated and a reference set"),
+    "evaluate": ("soundctm.commands.evaluate", "main", "compute FD/KL/IS/CLAP between a generated and a reference set"),
     "build-evaluator": ("soundctm.metrics.indomain", "build_main", "train tiny-evt, fit its temperature"),
 }
 

@@ -18,7 +18,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from soundctm.edm import SIGMA_MIN, EDMScalings, Precond, _bcast, as_batch, cfg_denoiser, heun_solve, karras_from_xi
+from soundctm.edm import (
+    P_MEAN,
+    P_STD,
+    SIGMA_MIN,
+    EDMScalings,
+    Precond,
+    _bcast,
+    as_batch,
+    cfg_denoiser,
+    heun_solve,
+    karras_from_xi,
+    lognormal_sigma,
+)
 from soundctm.rng import GeneratorLike, rand, randn
 
 
@@ -160,13 +172,13 @@ def draw_tus(sigmas: torch.Tensor, generator: GeneratorLike, batch: int, *, max_
     return TimeDraw(it, iu, is_, sigmas[it], sigmas[iu], sigmas[is_])
 
 
-def draw_dsm_sigma(batch: int, generator: GeneratorLike, *, p_mean: float = -1.2, p_std: float = 1.2,
+def draw_dsm_sigma(batch: int, generator: GeneratorLike, *, p_mean: float = P_MEAN, p_std: float = P_STD,
                    xi_max: float = 0.7, sigma_min: float = SIGMA_MIN, sigma_max: float = 80.0,
                    rho: float = 7.0) -> torch.Tensor:
     """Student DSM times (Appendix C): 50% lognormal(p_mean, p_std), 50% Karras(xi), xi ~ U[0, xi_max]. [B]."""
     r = rand((batch, 3), generator, dtype=torch.float64)
     z = torch.sqrt(-2 * torch.log(r[:, 0].clamp_min(1e-12))) * torch.cos(2 * torch.pi * r[:, 1])  # Box-Muller
-    lognormal = torch.exp(p_mean + p_std * z)
+    lognormal = lognormal_sigma(z, p_mean, p_std)
     karras = karras_from_xi(r[:, 1] * xi_max, sigma_min, sigma_max, rho)
     return torch.where(r[:, 2] < 0.5, lognormal, karras).float()
 

@@ -9,7 +9,7 @@ import torch
 
 from soundctm.presets import build_student
 from soundctm.rng import prior_noise
-from soundctm.sampling import sample
+from soundctm.sampling import karras_steps, sample
 
 
 def main(argv=None) -> int:
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     ref = None
     for n in args.steps:
         t0 = time.perf_counter()
-        out = sample(student, z, steps=n, cond=cond, uncond=uncond, omega=args.omega, nu=args.nu)
+        out = sample(student, z, karras_steps(n), cond, uncond, omega=args.omega, nu=args.nu)
         dt = time.perf_counter() - t0
         diff = "" if ref is None else f"  |z - z(1 step)| = {float((out - ref).abs().mean()):.4f}"
         ref = out if ref is None else ref

@@ -1,25 +1,35 @@
-"""Everything that touches Ray lives in this module (and `ray` is imported only inside functions).
+"""Everything that touches Ray lives in this module (and `ray`, an optional package, is imported only
+inside functions). A thin adapter: it maps functions it is GIVEN over chunks, tasks or training
+workers, and imports nothing of soundctm above the utilities (the callers pass their functions in).
 
 Sections:
   1. Ray session helpers (`ray_available`, `init_ray`, `actor_resources`).
-  2. Embedding extraction with a pool of actors (`extract_chunks_ray`), used by
-     `soundctm.metrics.extract.extract_files(workers > 1)`. Its single-process twin is the plain
-     loop over `compute_chunk` in that module; both give the same numbers.
-  3. Ray Train for the training loops (`run_training_ray`, `soundctm distill --workers N`); its
-     single-process twin is `soundctm.train.loop.run_training`.
+  2. `map_tasks(fn, args, workers)`: independent calls as Ray tasks (in process for workers <= 1).
+  3. `map_chunks_ray(fn, jobs, state=..., setup=...)`: chunks on a pool of actors, each holding one
+     `setup(state)` (e.g. one embedder); `soundctm.metrics.extract.extract_files(map_chunks=...)`.
+  4. Ray Train (`run_training_ray(train_fn, config, run_dir, ...)`, `soundctm distill --workers N`);
+     its single-process twin is `soundctm.train.loop.run_training`.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
+
+import torch
+
+from soundctm.io import load_state, save_state
 
 __all__ = [
     "ray_available",
     "init_ray",
     "actor_resources",
-    "extract_chunks_ray",
+    "map_tasks",
+    "map_chunks_ray",
     "run_training_ray",
     "RayTrainContext",
 ]
@@ -29,7 +39,7 @@ __all__ = [
 def ray_available() -> bool:
     """True when `ray` can be imported."""
     try:
-        import ray  # noqa: F401
+        import ray  # noqa: F401  (optional package)
     except ImportError:
         return False
     return True
@@ -37,7 +47,7 @@ def ray_available() -> bool:
 
 def _require_ray():
     try:
-        import ray
+        import ray  # optional package (the `ray` extra)
     except ImportError as e:
         raise ImportError(
             "this run needs Ray (workers > 1); install it with `pip install 'soundctm[ray]'` "
@@ -71,8 +81,7 @@ def actor_resources(workers: int) -> dict[str, float]:
     the cluster has GPUs (asking for a GPU that does not exist leaves the actor pending forever),
     min(1, GPUs / workers).
     """
-    import ray
-
+    ray = _require_ray()
     res = ray.cluster_resources()
     cpus = float(res.get("CPU", 1.0))
     out = {"num_cpus": max(min(1.0, cpus / max(workers, 1)), 0.01)}
@@ -82,51 +91,78 @@ def actor_resources(workers: int) -> dict[str, float]:
     return out
 
 
-# ============================================================================ 2. extraction actor pool
+# ============================================================================ 2. tasks
+def map_tasks(fn: Callable, args: Sequence[tuple], *, workers: int, init_kwargs: dict | None = None,
+              num_cpus: float = 1.0) -> list:
+    """[fn(*a) for a in args], as Ray tasks when workers > 1 (at most `workers` at once), in order.
+
+    `fn` must be importable by the workers (a module-level function). Starts a local Ray session when
+    none is running and shuts it down afterwards; the first failing task's error is raised.
+    """
+    if workers <= 1 or len(args) <= 1:
+        return [fn(*a) for a in args]
+    ray = _require_ray()
+    init_kwargs = dict(init_kwargs or {})
+    if "num_cpus" not in init_kwargs and not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
+        init_kwargs["num_cpus"] = max(workers, 1)
+    started = init_ray(**init_kwargs)
+    try:
+        remote = ray.remote(num_cpus=num_cpus)(fn)
+        pending, out = {}, [None] * len(args)
+        queue = list(enumerate(args))
+        while queue or pending:
+            while queue and len(pending) < workers:
+                i, a = queue.pop(0)
+                pending[remote.remote(*a)] = i
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                out[pending.pop(ref)] = ray.get(ref)
+        return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ============================================================================ 3. chunks on an actor pool
 def _make_actor_class(ray):
     @ray.remote
-    class ExtractActor:
-        """Holds one embedder (one model per actor) and embeds chunks of files."""
+    class ChunkActor:
+        """Holds one `setup(state)` (e.g. one embedder model per actor) and runs `fn(held, job)`."""
 
-        def __init__(self, embedder, torch_threads: int = 1):
-            import torch
-
+        def __init__(self, state, setup, torch_threads: int = 1):
             torch.set_num_threads(torch_threads)
-            from soundctm.metrics.extract import EmbedderSpec
+            self.held = setup(state) if setup is not None else state
+            if hasattr(self.held, "to") and torch.cuda.is_available() and ray.get_gpu_ids():
+                self.held.to("cuda")
 
-            self.emb = embedder.build() if isinstance(embedder, EmbedderSpec) else embedder
-            if hasattr(self.emb, "to") and torch.cuda.is_available() and ray.get_gpu_ids():
-                self.emb.to("cuda")
+        def run(self, fn, index: int, job):
+            return index, fn(self.held, job)
 
-        def run(self, index: int, files: Sequence[str], clip_seconds):
-            from soundctm.metrics.extract import compute_chunk
-
-            return index, compute_chunk(self.emb, files, clip_seconds)
-
-    return ExtractActor
+    return ChunkActor
 
 
-def extract_chunks_ray(
-    embedder,
+def map_chunks_ray(
+    fn: Callable[[Any, Any], dict],
     jobs: Sequence,
     *,
+    state: Any,
     workers: int,
-    clip_seconds: float | None,
     on_result: Callable[[Any, dict], None],
+    setup: Callable[[Any], Any] | None = None,
     init_kwargs: dict | None = None,
     torch_threads: int = 1,
 ) -> None:
-    """Run `compute_chunk` for every job on an `ActorPool` of `workers` actors.
+    """Run `fn(setup(state), job)` for every job on an `ActorPool` of `workers` actors.
 
-    embedder: an `Embedder` or `EmbedderSpec` (each actor builds/unpickles its own model).
-    jobs: `ChunkJob`s; `on_result(job, result)` is called in the driver as each chunk finishes
-      (in completion order), so finished work is saved even if a later chunk fails.
+    state: what each actor receives (pickled), e.g. an embedder or a spec to build one with `setup`.
+    jobs: objects with an `index`; `on_result(job, result)` is called in the driver as each chunk
+      finishes (in completion order), so finished work is saved even if a later chunk fails.
     Starts a local Ray session (`init_ray(**init_kwargs)`) if none is running and shuts it down
     afterwards; an existing session is left running. If a chunk fails, the remaining chunks still
     finish and are handed to `on_result`; then the first error is raised.
     """
     ray = _require_ray()
-    from ray.util import ActorPool
+    from ray.util import ActorPool  # optional package (ray)
 
     init_kwargs = dict(init_kwargs or {})
     if "num_cpus" not in init_kwargs and not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
@@ -137,12 +173,12 @@ def extract_chunks_ray(
         Actor = _make_actor_class(ray)
         opts = actor_resources(workers)
         actors = [
-            Actor.options(**opts).remote(embedder, torch_threads) for _ in range(min(workers, len(jobs)))
+            Actor.options(**opts).remote(state, setup, torch_threads) for _ in range(min(workers, len(jobs)))
         ]
         pool = ActorPool(actors)
         by_index = {job.index: job for job in jobs}
         for job in jobs:
-            pool.submit(lambda a, j: a.run.remote(j.index, list(j.files), clip_seconds), job)
+            pool.submit(lambda a, j: a.run.remote(fn, j.index, j), job)
         first_error: BaseException | None = None
         while pool.has_next():
             try:
@@ -166,7 +202,7 @@ def extract_chunks_ray(
             ray.shutdown()
 
 
-# ============================================================================ 3. Ray Train (training loops)
+# ============================================================================ 4. Ray Train (training loops)
 # `soundctm distill --workers N [--gpus]`: the same loop as the plain path
 # (`soundctm.train.loop.run_training`) inside `ray.train.torch.TorchTrainer` workers. Ray sets up
 # torch.distributed (gloo on CPU, NCCL on GPU); the loop averages gradients over workers itself, and
@@ -180,44 +216,36 @@ RAY_STATE_FILE = "state.pt"
 
 
 class RayTrainContext:
-    """The loop's context inside a Ray Train worker: rank/world from Ray, checkpoints reported to Ray."""
+    """The loop's context inside a Ray Train worker: rank/world from Ray, checkpoints reported to Ray.
 
-    def __init__(self, run_dir):
-        from pathlib import Path
+    `load_latest(run_dir)` / `save_checkpoint(run_dir, state, keep=)` are the loop's own on-disk
+    checkpoint functions (passed in), used when Ray holds no checkpoint yet and by rank 0.
+    """
 
-        import ray.train
+    def __init__(self, run_dir, load_latest: Callable, save_checkpoint: Callable):
+        import ray.train  # optional package (ray)
 
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
         self.run_dir = Path(run_dir)
+        self._load_latest, self._save_checkpoint = load_latest, save_checkpoint
 
     def load_latest(self):
-        from pathlib import Path
-
-        import ray.train
-
-        from soundctm.io import load_state
-        from soundctm.train.checkpoint import load_latest
+        import ray.train  # optional package (ray)
 
         ckpt = ray.train.get_checkpoint()
         if ckpt is not None:
             with ckpt.as_directory() as d:
                 return load_state(Path(d) / RAY_STATE_FILE)
-        return load_latest(self.run_dir)
+        return self._load_latest(self.run_dir)
 
     def save(self, state, metrics: dict, keep: int) -> None:
-        import tempfile
-        from pathlib import Path
-
-        import ray.train
-
-        from soundctm.io import save_state
-        from soundctm.train.checkpoint import save_checkpoint
+        import ray.train  # optional package (ray)
 
         if self.rank != 0:
             ray.train.report(dict(metrics))
             return
-        save_checkpoint(self.run_dir, state, keep=keep)
+        self._save_checkpoint(self.run_dir, state, keep=keep)
         with tempfile.TemporaryDirectory(prefix="soundctm-ckpt-") as d:
             save_state(Path(d) / RAY_STATE_FILE, dict(state, format_version=1))
             ray.train.report(dict(metrics), checkpoint=ray.train.Checkpoint.from_directory(d))
@@ -227,47 +255,42 @@ class RayTrainContext:
 
 
 def _train_worker(loop_config: dict) -> None:
-    """Ray Train worker body (module level so that workers can import it)."""
-    import dataclasses
-
-    import torch
-
-    from soundctm.train.loop import config_from_dict, run_training
-
-    cfg = config_from_dict(loop_config["config"])
-    torch.set_num_threads(int(cfg.threads or 1))
+    """Ray Train worker body (module level so that workers can import it): the given training function
+    `train_fn(config: dict, run_dir, *, ctx, device, progress)` with a `RayTrainContext`."""
+    torch.set_num_threads(int(loop_config["config"].get("threads") or 1))
+    device = None
     if loop_config.get("gpus"):
-        import ray.train.torch
+        import ray.train.torch  # optional package (ray)
 
-        cfg = dataclasses.replace(cfg, device=str(ray.train.torch.get_device()))
-    run_training(cfg, loop_config["run_dir"], ctx=RayTrainContext(loop_config["run_dir"]),
-                 progress=bool(loop_config.get("progress", False)))
+        device = str(ray.train.torch.get_device())
+    run_dir = loop_config["run_dir"]
+    ctx = RayTrainContext(run_dir, loop_config["load_latest"], loop_config["save_checkpoint"])
+    loop_config["train_fn"](loop_config["config"], run_dir, ctx=ctx, device=device,
+                            progress=bool(loop_config.get("progress", False)))
 
 
-def run_training_ray(config, run_dir, *, workers: int, gpus: bool = False, max_failures: int = 2,
+def run_training_ray(train_fn: Callable, config: dict, run_dir, *, load_latest: Callable,
+                     save_checkpoint: Callable, workers: int, gpus: bool = False, max_failures: int = 2,
                      storage_path: str | None = None, init_kwargs: dict | None = None,
                      progress: bool = False) -> dict:
-    """Run `soundctm.train.loop.run_training(config, run_dir)` on `workers` Ray Train workers.
+    """Run `train_fn(config, run_dir, ctx=..., device=..., progress=...)` on `workers` Ray Train workers.
 
-    config: a `TrainConfig` (resolved here; its global batch must divide by `workers`).
+    config: a resolved training config as a dict (its global `batch_size` must divide by `workers`).
+    load_latest / save_checkpoint: the loop's checkpoint functions (see `RayTrainContext`).
     gpus: one GPU per worker and the NCCL backend (the cluster must have them; checked up front,
       since a request for absent GPUs would wait forever). Starts a local Ray session when none is
-    running (`init_kwargs` go to `init_ray`) and shuts it down afterwards. Returns the run's summary.
+    running (`init_kwargs` go to `init_ray`) and shuts it down afterwards. Returns the run's summary
+    (`<run_dir>/summary.json`).
     """
     ray = _require_ray()
-    import json
-    from pathlib import Path
-
+    # optional package (ray)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from soundctm.train.loop import resolve_config
-
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    cfg = resolve_config(config)
-    if cfg.batch_size % workers:
-        raise ValueError(f"global batch {cfg.batch_size} is not divisible by {workers} workers")
+    if int(config["batch_size"]) % workers:
+        raise ValueError(f"global batch {config['batch_size']} is not divisible by {workers} workers")
     run_dir = Path(run_dir).expanduser().resolve()
     init_kwargs = dict(init_kwargs or {})
     if "num_cpus" not in init_kwargs and not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
@@ -282,7 +305,10 @@ def run_training_ray(config, run_dir, *, workers: int, gpus: bool = False, max_f
         trainer = TorchTrainer(
             _train_worker,
             train_loop_config={
-                "config": cfg.to_dict(),
+                "train_fn": train_fn,
+                "load_latest": load_latest,
+                "save_checkpoint": save_checkpoint,
+                "config": dict(config),
                 "run_dir": str(run_dir),
                 "gpus": gpus,
                 "progress": progress,

@@ -14,9 +14,12 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from soundctm.rng import randn
+
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0
 RHO = 7.0
+P_MEAN, P_STD = -1.2, 1.2  # EDM lognormal training times: ln sigma ~ N(P_MEAN, P_STD^2) (Appendix C)
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -199,13 +202,16 @@ def heun_solve(denoise: Denoiser, z: torch.Tensor, t, u, *, sigmas: torch.Tensor
     return x
 
 
-def sample_lognormal_sigma(n: int, *, p_mean: float = -1.2, p_std: float = 1.2,
+def lognormal_sigma(normal: torch.Tensor, p_mean: float = P_MEAN, p_std: float = P_STD) -> torch.Tensor:
+    """The EDM lognormal time of a standard-normal draw: sigma = exp(p_mean + p_std * normal) (Appendix C)."""
+    return torch.exp(p_mean + p_std * normal)
+
+
+def sample_lognormal_sigma(n: int, *, p_mean: float = P_MEAN, p_std: float = P_STD,
                            generator: torch.Generator | Sequence[torch.Generator] | None = None,
                            device=None) -> torch.Tensor:
-    """EDM training times: ln(sigma) ~ N(p_mean, p_std^2). Returns [n]."""
-    from soundctm.rng import randn
-
-    return torch.exp(p_mean + p_std * randn((n,), generator, device=device))
+    """EDM training times: ln(sigma) ~ N(p_mean, p_std^2), the normal from `generator`(s). Returns [n]."""
+    return lognormal_sigma(randn((n,), generator, device=device), p_mean, p_std)
 
 
 def edm_dsm_loss(precond: Precond, z0: torch.Tensor, cond: torch.Tensor, *, sigma: torch.Tensor,

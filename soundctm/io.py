@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:
@@ -48,7 +50,6 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def save_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> Path:
     """Save tensors with `metadata` (any JSON-able dict) stored under the `soundctm` metadata key."""
-    from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     meta = {"soundctm": json.dumps(metadata, sort_keys=True, default=str)}
@@ -57,7 +58,6 @@ def save_safetensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], 
 
 def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Inverse of `save_safetensors`: (tensors, metadata)."""
-    from safetensors import safe_open
 
     path = Path(path)
     if not path.exists():

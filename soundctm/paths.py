@@ -18,6 +18,13 @@ def cache_dir() -> Path:
     return p
 
 
+def tiny_components_dir(cache: str | os.PathLike | None = None) -> Path:
+    """`<cache>/tiny/components`: the tiny VAE and CLAP (`soundctm build-components`); cache defaults
+    to `cache_dir()`."""
+    base = Path(cache).expanduser() if cache is not None else cache_dir()
+    return base / "tiny" / "components"
+
+
 def weights_dir() -> Path:
     env = os.environ.get("SOUNDCTM_WEIGHTS")
     return Path(env).expanduser() if env else cache_dir() / "weights"

@@ -6,7 +6,15 @@ the `paper` tier uses the paper's architectures and data.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+
+import torch
+
+from soundctm.ctm import CTMStudent
+from soundctm.edm import Precond
+from soundctm.nn.dit import DiT, DiTConfig
+from soundctm.nn.unet import UNet1D, UNetConfig
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,6 @@ class ModelPreset:
 
 
 def _presets() -> dict[str, ModelPreset]:
-    from soundctm.nn.dit import DiTConfig
-    from soundctm.nn.unet import UNetConfig
-
     tiny_c, tiny_t = TINY_AUDIO.latent_channels, TINY_AUDIO.latent_frames
     return {
         "tiny-dit": ModelPreset(
@@ -108,9 +113,6 @@ def model_preset(name: str) -> ModelPreset:
 
 
 def build_backbone(preset: ModelPreset):
-    from soundctm.nn.dit import DiT
-    from soundctm.nn.unet import UNet1D
-
     if preset.arch == "dit":
         return DiT(preset.backbone)
     if preset.arch == "unet":
@@ -120,9 +122,7 @@ def build_backbone(preset: ModelPreset):
 
 def build_teacher(name: str, seed: int = 0, device=None):
     """A randomly initialised EDM teacher (`soundctm.edm.Precond`) for preset `name`."""
-    import torch
 
-    from soundctm.edm import Precond
 
     p = model_preset(name)
     with torch.random.fork_rng(devices=[]):
@@ -135,9 +135,7 @@ def build_teacher(name: str, seed: int = 0, device=None):
 
 def build_student(name: str, seed: int = 0, device=None, teacher=None):
     """A student (`soundctm.ctm.CTMStudent`) for preset `name`: from `teacher` if given, else random."""
-    import torch
 
-    from soundctm.ctm import CTMStudent
 
     p = model_preset(name)
     teacher = teacher if teacher is not None else build_teacher(name, seed, device)
@@ -156,7 +154,6 @@ def count_parameters(module) -> int:
 
 def main(argv=None) -> int:
     """`soundctm params`: parameter counts of every model preset, built on the meta device."""
-    import argparse
 
     ap = argparse.ArgumentParser(prog="soundctm params", description=main.__doc__)
     ap.add_argument("presets", nargs="*", help="preset names (default: all)")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import torch
 
-from soundctm.edm import RHO, SIGMA_MAX, SIGMA_MIN, as_batch, karras_sigmas
-from soundctm.rng import GeneratorLike, randn
+from soundctm.edm import RHO, SIGMA_MAX, SIGMA_MIN, as_batch, cfg_denoiser, heun_solve, karras_sigmas
+from soundctm.rng import GeneratorLike, prior_noise, randn
 
 
 def karras_steps(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
@@ -51,21 +51,24 @@ def guided_jump(student, z: torch.Tensor, t, s, cond: torch.Tensor, uncond: torc
     return zu + nu * (zc - zu)
 
 
-@torch.no_grad()
-def sample(student, z_T: torch.Tensor, *, steps: int | None = None, sigmas: torch.Tensor | None = None,
-           cond: torch.Tensor, uncond: torch.Tensor | None = None, omega=5.0, nu: float = 1.0,
-           gamma: float = 0.0, generator: GeneratorLike = None, callback=None) -> torch.Tensor:
-    """Algorithm 1. z_T: [B, C, T] (already scaled by sigma_max); cond [B, L, D]; uncond [1 or B, L, D].
-
-    Give `steps` (grid from `karras_steps`) or an explicit descending `sigmas` grid. gamma = 0 is
-    deterministic given z_T; gamma = 1 is consistency-model sampling. `generator` (one, or one per
-    example for batch-independent noise) drives the gamma noise. Returns z at the last grid point.
-    """
-    if (steps is None) == (sigmas is None):
-        raise ValueError("give exactly one of `steps` or `sigmas`")
+def _check_gamma(gamma: float) -> None:
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-    grid = _check_grid(karras_steps(steps) if steps is not None else sigmas).to(z_T.device)
+
+
+@torch.no_grad()
+def sample(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None = None,
+           *, omega=5.0, nu: float = 1.0, gamma: float = 0.0, generator: GeneratorLike = None,
+           callback=None) -> torch.Tensor:
+    """Algorithm 1. z_T: [B, C, T] (already scaled by sigma_max); sigmas: descending grid [N + 1] (N jumps,
+    e.g. `karras_steps(N)`); cond [B, L, D]; uncond [1 or B, L, D] (needed when nu != 1).
+
+    gamma = 0 is deterministic given z_T; gamma = 1 is consistency-model sampling. `generator` (one, or
+    one per example for batch-independent noise) drives the gamma noise. `callback(i, z)` after jump i.
+    Returns z at the last grid point.
+    """
+    _check_gamma(gamma)
+    grid = _check_grid(sigmas).to(z_T.device)
     z = z_T
     n = grid.numel() - 1
     for i in range(n):
@@ -80,15 +83,60 @@ def sample(student, z_T: torch.Tensor, *, steps: int | None = None, sigmas: torc
     return z
 
 
-@torch.no_grad()
-def teacher_sample(teacher, z_T: torch.Tensor, *, cond: torch.Tensor, uncond: torch.Tensor, omega=5.0,
-                   n_grid: int = 40, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX) -> torch.Tensor:
-    """The teacher baseline: Heun on the N-point Karras grid from sigma_max to sigma_min, CFG omega."""
-    from soundctm.edm import cfg_denoiser, heun_solve
+def _teacher_denoiser(teacher, cond: torch.Tensor, uncond: torch.Tensor | None, omega):
+    if uncond is None:
+        if not bool(torch.all(torch.as_tensor(omega) == 1)):
+            raise ValueError("CFG with omega != 1 needs the unconditional embedding `uncond`")
+        return cfg_denoiser(teacher, cond, cond[:1], 1.0)
+    return cfg_denoiser(teacher, cond, uncond, omega)
 
-    grid = karras_sigmas(n_grid, sigma_min, sigma_max)
-    den = cfg_denoiser(teacher, cond, uncond, omega)
-    return heun_solve(den, z_T, grid[0], grid[-1], sigmas=grid)
+
+@torch.no_grad()
+def heun_sample(teacher, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
+                uncond: torch.Tensor | None = None, *, omega=5.0, callback=None) -> torch.Tensor:
+    """The teacher: Heun's method on the PF ODE (Eq. 1) over the descending grid `sigmas` (e.g. the
+    N-point `karras_sigmas(40)`), CFG omega (cond and uncond in one batched forward). No 2nd-order
+    correction on a step that lands on sigma 0. `callback(i, z)` after step i. Returns z at sigmas[-1]."""
+    grid = _check_grid(sigmas).to(z_T.device)
+    den = _teacher_denoiser(teacher, cond, uncond, omega)
+    z = z_T
+    for i in range(grid.numel() - 1):
+        z = heun_solve(den, z, grid[i], grid[i + 1], sigmas=grid)
+        if callback is not None:
+            callback(i, z)
+    return z
+
+
+@torch.no_grad()
+def euler_sample(teacher, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
+                 uncond: torch.Tensor | None = None, *, omega=5.0, callback=None) -> torch.Tensor:
+    """The teacher with Euler steps on the PF ODE (Eq. 1): z <- z + (t_next - t) (z - D_omega(z, t)) / t."""
+    grid = _check_grid(sigmas).to(z_T.device)
+    den = _teacher_denoiser(teacher, cond, uncond, omega)
+    z = z_T
+    for i in range(grid.numel() - 1):
+        t, t_next = grid[i], grid[i + 1]
+        z = z + (t_next - t) * (z - den(z, t)) / t
+        if callback is not None:
+            callback(i, z)
+    return z
+
+
+# Every sampler: sampler(model, z_T, sigmas, cond, uncond=None, **options) -> z at sigmas[-1].
+SAMPLERS = {"ctm": sample, "heun": heun_sample, "euler": euler_sample}
+
+
+@torch.no_grad()
+def sample_seeded(sampler, model, sigmas: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None,
+                  seeds, *, batch: int = 40, **options) -> torch.Tensor:
+    """Latents [B, C, T] from `sampler` (a SAMPLERS value) in batches of `batch`; example i's prior noise
+    z_T comes from seeds[i] (`prior_noise`), so the result does not depend on the batch size."""
+    seeds = list(seeds)
+    out = []
+    for i in range(0, len(seeds), batch):
+        z_T = prior_noise(seeds[i:i + batch], tuple(model.latent_shape))
+        out.append(sampler(model, z_T, sigmas, cond[i:i + batch], uncond, **options))
+    return torch.cat(out)
 
 
 def per_example_noise_like(z: torch.Tensor, seeds) -> torch.Tensor:
@@ -97,4 +145,5 @@ def per_example_noise_like(z: torch.Tensor, seeds) -> torch.Tensor:
     return randn(tuple(z.shape), gens, device=z.device, dtype=z.dtype)
 
 
-__all__ = ["karras_steps", "sample", "guided_jump", "teacher_sample", "per_example_noise_like"]
+__all__ = ["karras_steps", "sample", "heun_sample", "euler_sample", "SAMPLERS", "sample_seeded", "guided_jump",
+           "per_example_noise_like"]

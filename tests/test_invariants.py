@@ -213,16 +213,17 @@ def test_gamma0_deterministic_and_batch_split_invariant():
     z = prior_noise([11, 12, 13, 14], (c, t))
     cond = torch.randn(4, l, d, generator=torch.Generator().manual_seed(0))
     unc = torch.zeros(1, l, d)
-    kw = dict(steps=3, uncond=unc, omega=torch.tensor([3.0, 4.0, 5.0, 6.0]), nu=2.0, gamma=0.0)
-    a = sample(student, z, cond=cond, **kw)
-    b = sample(student, z, cond=cond, **kw)
+    kw = dict(uncond=unc, omega=torch.tensor([3.0, 4.0, 5.0, 6.0]), nu=2.0, gamma=0.0)
+    grid = karras_steps(3)
+    a = sample(student, z, grid, cond, **kw)
+    b = sample(student, z, grid, cond, **kw)
     assert torch.equal(a, b)
     # split into two batches of two: bit-identical
-    halves = torch.cat([sample(student, z[i:i + 2], cond=cond[i:i + 2], **{**kw, "omega": kw["omega"][i:i + 2]})
+    halves = torch.cat([sample(student, z[i:i + 2], grid, cond[i:i + 2], **{**kw, "omega": kw["omega"][i:i + 2]})
                         for i in (0, 2)])
     assert torch.equal(a, halves)
     # batch of one: CPU BLAS picks another kernel for a single row, so equal to float32 rounding only
-    ones = torch.cat([sample(student, z[i:i + 1], cond=cond[i:i + 1], **{**kw, "omega": kw["omega"][i:i + 1]})
+    ones = torch.cat([sample(student, z[i:i + 1], grid, cond[i:i + 1], **{**kw, "omega": kw["omega"][i:i + 1]})
                       for i in range(4)])
     assert torch.allclose(a, ones, atol=1e-5, rtol=1e-5)
     # each example's prior noise comes from its own seed
@@ -238,7 +239,7 @@ def test_nu1_is_conditional_only_and_never_calls_uncond():
     unc = torch.full((1, l, d), 123.0)
     seen = []
     h = student.net.register_forward_pre_hook(lambda m, args: seen.append(args[2].detach().clone()))
-    out = sample(student, z, steps=3, cond=cond, uncond=unc, omega=4.0, nu=1.0)
+    out = sample(student, z, karras_steps(3), cond, unc, omega=4.0, nu=1.0)
     h.remove()
     assert len(seen) == 3 and all(x.shape[0] == 2 for x in seen)
     assert not any(bool((x == 123.0).all(dim=(1, 2)).any()) for x in seen)
@@ -252,7 +253,7 @@ def test_nu1_is_conditional_only_and_never_calls_uncond():
     # with nu != 1 the unconditional branch is used (in the same batched forward)
     seen.clear()
     h = student.net.register_forward_pre_hook(lambda m, args: seen.append(args[2].detach().clone()))
-    sample(student, z, steps=1, cond=cond, uncond=unc, omega=4.0, nu=2.0)
+    sample(student, z, karras_steps(1), cond, unc, omega=4.0, nu=2.0)
     h.remove()
     assert len(seen) == 1 and seen[0].shape[0] == 4 and bool((seen[0][2:] == 123.0).all())
 
@@ -264,7 +265,7 @@ def test_gamma1_is_consistency_sampling():
     z = prior_noise([7, 8], (c, t))
     cond = torch.randn(2, l, d)
     gens = lambda: [torch.Generator().manual_seed(100 + i) for i in range(2)]
-    out = sample(student, z, steps=3, cond=cond, omega=3.0, gamma=1.0, generator=gens())
+    out = sample(student, z, karras_steps(3), cond, omega=3.0, gamma=1.0, generator=gens())
     grid = karras_steps(3)
     g2 = gens()
     ref = z
@@ -276,7 +277,7 @@ def test_gamma1_is_consistency_sampling():
                 ref = ref + grid[i + 1] * eps
     assert torch.allclose(out, ref, atol=1e-6)
     # stochastic: another noise seed changes the sample
-    other = sample(student, z, steps=3, cond=cond, omega=3.0, gamma=1.0,
+    other = sample(student, z, karras_steps(3), cond, omega=3.0, gamma=1.0,
                    generator=[torch.Generator().manual_seed(999 + i) for i in range(2)])
     assert not torch.allclose(out, other)
 
@@ -302,6 +303,7 @@ def test_precond_rejects_zero_sigma():
     with pytest.raises(ValueError):
         teacher(torch.zeros(1, c, t), torch.zeros(1), torch.zeros(1, *teacher.cond_shape))
     assert isinstance(teacher, Precond)
+
 
 # ---------------------------------------------------------------------------------------------- closed forms
 # (issue 11, item 6): exact expected values, so a changed rho, a flipped nu or sigma_d in place of

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from soundctm.commands.evaluate import main
 from soundctm.metrics import functional as Fm
-from soundctm.metrics.evaluate import evaluate_arrays, main, resolve_embedders
+from soundctm.metrics.evaluate import evaluate_arrays, resolve_embedders
 from soundctm.metrics.indomain import LogMelEmbedder
 from soundctm.metrics.refcache import reference_stats
 

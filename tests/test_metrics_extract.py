@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from soundctm.distributed import map_chunks_ray
 from soundctm.metrics.extract import extract_dir, extract_files, list_audio, plan_chunks
 from soundctm.metrics.registry import NonFiniteAudioError, get_embedder
 
@@ -132,7 +133,7 @@ def test_ray_pool_matches_single_process_and_resumes_after_failure(tmp_path, ray
     sf.write(bad, x, sr, subtype="FLOAT")
     work = tmp_path / "ray"
     with pytest.raises(NonFiniteAudioError, match="clip021.wav"):
-        extract_dir(d, emb, work, workers=2, chunk_size=4, progress=False)
+        extract_dir(d, emb, work, workers=2, map_chunks=map_chunks_ray, chunk_size=4, progress=False)
     done = sorted(p.name for p in work.glob("chunk_*.npz"))
     assert len(done) == 9 and not any(p.startswith("chunk_00005_") for p in done)
     mtimes = {p: os.stat(work / p).st_mtime_ns for p in done}
@@ -140,12 +141,13 @@ def test_ray_pool_matches_single_process_and_resumes_after_failure(tmp_path, ray
     # repair the file (same bytes and mtime as before) and re-run with Ray: only chunk 5 is computed
     bad.write_bytes(good_bytes)
     os.utime(bad, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    rerun = extract_dir(d, "logmel", work, workers=2, chunk_size=4, progress=False)
+    rerun = extract_dir(d, "logmel", work, workers=2, map_chunks=map_chunks_ray, chunk_size=4, progress=False)
     assert rerun.computed == [5] and len(rerun.reused) == 9
     assert {p: os.stat(work / p).st_mtime_ns for p in done} == mtimes
     _same(rerun, single)
     # a whole run on the pool (embedder shipped by name) equals the single-process numbers
-    fresh = extract_dir(d, "logmel", tmp_path / "ray2", workers=2, chunk_size=4, progress=False)
+    fresh = extract_dir(d, "logmel", tmp_path / "ray2", workers=2, map_chunks=map_chunks_ray, chunk_size=4,
+                        progress=False)
     assert fresh.computed == list(range(10))
     _same(fresh, single)
 

@@ -12,7 +12,7 @@ torch.set_num_threads(1)
 
 
 def test_flan_t5_missing_directory_message(tmp_path, monkeypatch):
-    from soundctm.nn.text_pretrained import FlanT5Text
+    from soundctm.metrics.pretrained.text import FlanT5Text
 
     monkeypatch.setenv("SOUNDCTM_WEIGHTS", str(tmp_path))
     monkeypatch.delenv("SOUNDCTM_FLAN_T5_DIR", raising=False)
@@ -53,7 +53,7 @@ def _tiny_t5_dir(d):
 
 def test_flan_t5_local_directory(tmp_path):
     model = _tiny_t5_dir(tmp_path / "t5")
-    from soundctm.nn.text_pretrained import FlanT5Text
+    from soundctm.metrics.pretrained.text import FlanT5Text
 
     enc = FlanT5Text(tmp_path / "t5", max_len=8)
     tokens, mask, pooled = enc.encode(["a dog barks", "rain"])
@@ -76,7 +76,7 @@ def test_laion_clap_text_single_token(tmp_path):
     from test_pretrained_clap import TINY_ROBERTA, write_byte_level_tokenizer
 
     from soundctm.metrics.pretrained import clap as C
-    from soundctm.nn.text_pretrained import LaionClapText
+    from soundctm.metrics.pretrained.text import LaionClapText
 
     torch.manual_seed(0)
     model = C.build_clap_model(roberta_overrides=TINY_ROBERTA)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from soundctm.commands.train import distill_main, train_teacher_main
 from soundctm.io import save_state
 from soundctm.presets import build_student, build_teacher
 from soundctm.train.checkpoint import (
@@ -22,7 +23,6 @@ from soundctm.train.checkpoint import (
     load_latest,
     save_checkpoint,
 )
-from soundctm.train.cli import distill_main, train_teacher_main
 from soundctm.train.loop import TrainConfig, read_metrics, run_training
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import json, sys
 from soundctm.train.loop import TrainConfig, read_metrics, run_training
-from soundctm.distributed import run_training_ray
+from soundctm.commands.train import train_on_ray as run_training_ray
 
 root = sys.argv[1]
 cfg = TrainConfig(kind="distill", data="synthetic", steps=3, batch_size=4, synthetic_clips=4, max_ode_steps=3,
@@ -53,7 +53,7 @@ def test_one_ray_worker_equals_the_plain_path():
 FAULT_SCRIPT = r"""
 import json, sys
 from soundctm.train.loop import TrainConfig, read_metrics, run_training
-from soundctm.distributed import run_training_ray
+from soundctm.commands.train import train_on_ray as run_training_ray
 
 root = sys.argv[1]
 cfg = TrainConfig(kind="teacher", data="synthetic", steps=4, batch_size=4, synthetic_clips=4,

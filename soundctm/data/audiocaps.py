@@ -24,8 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 from torch.utils.data import Dataset
+
+from soundctm.audio import load_audio  # noqa: F401  (re-exported)
 
 REQUIRED_COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
@@ -120,7 +123,6 @@ class ScanReport:
 
 def _probe(path: Path, full: bool) -> tuple[str | None, str, int, int]:
     """(bad kind or None, detail, sample_rate, channels) for one audio file."""
-    import soundfile as sf
 
     try:
         if path.stat().st_size == 0:
@@ -145,33 +147,6 @@ def _probe(path: Path, full: bool) -> tuple[str | None, str, int, int]:
                 info.channels,
             )
     return None, "", info.samplerate, info.channels
-
-
-def load_audio(
-    path: str | os.PathLike, sample_rate: int, clip_samples: int | None = None
-) -> tuple[np.ndarray, dict]:
-    """Read one file as mono float32 at `sample_rate`: ([N] or [clip_samples], notes).
-
-    notes: {"resampled_from": int | None, "channels": int}. Multi-channel audio is averaged;
-    another rate is resampled with soxr; with `clip_samples` the result is cropped from the start
-    or zero-padded.
-    """
-    import soundfile as sf
-
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    notes = {"resampled_from": None, "channels": int(data.shape[1])}
-    x = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
-    if sr != sample_rate:
-        import soxr
-
-        x = soxr.resample(x, sr, sample_rate).astype(np.float32)
-        notes["resampled_from"] = int(sr)
-    if clip_samples is not None:
-        if len(x) >= clip_samples:
-            x = x[:clip_samples]
-        else:
-            x = np.pad(x, (0, clip_samples - len(x)))
-    return np.ascontiguousarray(x, dtype=np.float32), notes
 
 
 class AudioCapsDataset(Dataset):

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy.signal import butter, sosfilt
 
 # Nominal frequencies / rates per parameter value (before a small random jitter).
 BEEP_HZ = {"low": 520.0, "high": 1400.0}
@@ -73,8 +74,6 @@ def _jitter(rng: np.random.Generator, rel: float = 0.05) -> float:
 
 
 def _sos(kind: str, freq, sr: int, order: int = 4):
-    from scipy.signal import butter
-
     nyq = sr / 2.0
     if kind == "bandpass":
         lo, hi = freq
@@ -84,8 +83,6 @@ def _sos(kind: str, freq, sr: int, order: int = 4):
 
 
 def _filter(x: np.ndarray, sos) -> np.ndarray:
-    from scipy.signal import sosfilt
-
     return sosfilt(sos, x)
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 CACHE_FORMAT_VERSION = 1
 
@@ -200,8 +201,6 @@ def build_latent_cache(
         arr = None
         bar = None
         if progress:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=len(clip_ids), desc=f"latents {final.name}", unit="clip", mininterval=2.0)
         with torch.no_grad():
             for start in range(0, len(clip_ids), batch_size):

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import csv
 import os
-import platform
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,10 @@ import numpy as np
 
 from soundctm.metrics import functional as Fm
 from soundctm.metrics.extract import Extracted, extract_files, list_audio
+from soundctm.metrics.refcache import reference_stats, stats_from_extracted
 from soundctm.metrics.registry import EMBEDDER_SETS, Embedder, get_embedder
+from soundctm.paths import MissingAssetsError
+from soundctm.provenance import provenance
 
 __all__ = [
     "METRIC_KINDS",
@@ -42,7 +43,6 @@ __all__ = [
     "resolve_reference",
     "evaluate_dirs",
     "evaluate_arrays",
-    "main",
 ]
 
 DEFAULT_METRICS = ("fd", "kl", "is", "clap")
@@ -181,8 +181,6 @@ def resolve_reference(ref: str | os.PathLike, split: str = "test") -> tuple[list
         f = audio_dir / f"{stem}.wav"
         (files if f.exists() else missing).append(f)
     if missing:
-        from soundctm.paths import MissingAssetsError
-
         raise MissingAssetsError(
             [(f"reference audio for {m.stem}", str(m)) for m in missing[:20]],
             hint=f"{len(missing)} clip(s) listed in {csv_path} have no audio file",
@@ -267,21 +265,8 @@ def _compute(
 
 
 def _provenance(embs: Mapping[str, Embedder], extra: dict) -> dict:
-    import soundctm
-
-    seen = {}
-    for e in embs.values():
-        seen[e.name] = e.settings()
-    prov = {
-        "embedders": seen,
-        "metric_embedders": {m: e.name for m, e in embs.items()},
-        "soundctm_version": soundctm.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    prov.update(extra)
-    return prov
+    seen = {e.name: e.settings() for e in embs.values()}
+    return provenance(embedders=seen, metric_embedders={m: e.name for m, e in embs.items()}, **extra)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -300,7 +285,7 @@ def evaluate_dirs(
     chunk_size: int = 32,
     is_splits: int = 10,
     progress: bool = True,
-    ray_init_kwargs: dict | None = None,
+    map_chunks=None,
 ) -> dict[str, Any]:
     """Evaluate the audio files in `gen_dir` against a reference.
 
@@ -314,7 +299,6 @@ def evaluate_dirs(
     work_dir: extraction work directory root (default under `cache_dir()/extract`).
     Returns {column: value, ..., "provenance": {...}}; columns like "FD[tiny-evt]".
     """
-    from soundctm.metrics.refcache import reference_stats
 
     metrics = [m.strip() for m in metrics if m.strip()]
     embs = resolve_embedders(metrics, embedders)
@@ -341,7 +325,7 @@ def evaluate_dirs(
         chunk_size=chunk_size,
         clip_seconds=clip_seconds,
         progress=progress,
-        ray_init_kwargs=ray_init_kwargs,
+        map_chunks=map_chunks,
     )
     gen: dict[str, Extracted] = {}
     refs: dict[str, Any] = {}
@@ -377,8 +361,6 @@ def evaluate_dirs(
 
 class _ArrayRef:
     def __init__(self, ext: Extracted):
-        from soundctm.metrics.refcache import stats_from_extracted
-
         self.mu, self.sigma, self.probs = stats_from_extracted(ext)
         self.embeddings = ext.embeddings
         self.names = ext.names
@@ -448,75 +430,3 @@ def format_table(results: Mapping[str, Any]) -> str:
     lines = [f"{'metric':<{w}}  value", f"{'-' * w}  {'-' * 12}"]
     lines += [f"{k:<{w}}  {v:.6g}" for k, v in rows]
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(
-        prog="soundctm evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("gen_dir", help="directory of generated audio files (file stem = youtube_id)")
-    ap.add_argument("--reference", default=None, help="reference audio dir, AudioCaps root, or AudioCaps CSV")
-    ap.add_argument("--ref-split", default="test", help="CSV split of an AudioCaps root (default: test)")
-    ap.add_argument("--metrics", default=",".join(DEFAULT_METRICS))
-    ap.add_argument("--embedder-set", default="tiny", choices=sorted(EMBEDDER_SETS))
-    ap.add_argument(
-        "--embedder",
-        action="append",
-        default=[],
-        metavar="METRIC=NAME",
-        help="override the embedder of one metric (repeatable)",
-    )
-    ap.add_argument("--captions", default=None, help="CSV mapping file stem (youtube_id) to caption")
-    ap.add_argument("--workers", type=int, default=1, help="1 = in-process; >1 = Ray actor pool")
-    ap.add_argument("--clip-seconds", type=float, default=None)
-    ap.add_argument("--chunk-size", type=int, default=32)
-    ap.add_argument("--cache", default=None, help="reference statistics directory")
-    ap.add_argument("--work-dir", default=None, help="extraction work directory")
-    ap.add_argument("--out", default=None, help="write results (with provenance) to this JSON file")
-    ap.add_argument("--no-progress", action="store_true")
-    a = ap.parse_args(argv)
-
-    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
-    table: dict[str, str] = {}
-    for item in a.embedder:
-        if "=" not in item:
-            ap.error(f"--embedder expects METRIC=NAME, got {item!r}")
-        k, v = item.split("=", 1)
-        table[k.strip()] = v.strip()
-    import sys
-
-    from soundctm.metrics.extract import UnreadableAudioError
-    from soundctm.metrics.indomain import EvaluatorError
-    from soundctm.metrics.registry import NonFiniteAudioError
-
-    try:
-        emb_table = resolve_embedders(metrics, a.embedder_set, table)
-        res = evaluate_dirs(
-            a.gen_dir,
-            a.reference,
-            metrics,
-            emb_table,
-            a.workers,
-            captions=a.captions,
-            ref_split=a.ref_split,
-            clip_seconds=a.clip_seconds,
-            cache=a.cache,
-            work_dir=a.work_dir,
-            chunk_size=a.chunk_size,
-            progress=not a.no_progress,
-        )
-    except (UnreadableAudioError, NonFiniteAudioError, EvaluatorError, FileNotFoundError) as e:
-        # one line naming the file, no traceback (Ray hands worker errors back wrapped: `.cause`)
-        cause = getattr(e, "cause", None) or e
-        print(f"soundctm evaluate: error: {' '.join(str(cause).split())}", file=sys.stderr)
-        return 1
-    res["provenance"]["embedder_set"] = a.embedder_set
-    print(format_table(res))
-    if a.out:
-        from soundctm.io import write_json
-
-        write_json(a.out, res)
-        print(f"wrote {a.out}")
-    return 0

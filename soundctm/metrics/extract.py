@@ -7,12 +7,14 @@ atomically to the work directory as soon as it is done (file name = chunk index 
 chunk's file names, sizes and modification times + the embedder key), so a killed run or a
 killed worker loses no finished chunk, and a re-run computes only the missing ones.
 
-Single-process (`workers <= 1`) and Ray (`workers > 1`, `soundctm.distributed`) runs call the
-same `compute_chunk` and give the same numbers.
+Single-process (`workers <= 1`) and parallel runs (`workers > 1` with a `map_chunks` function, e.g.
+`soundctm.distributed.map_chunks_ray`, passed in by the caller) call the same `compute_chunk` and
+give the same numbers.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -23,8 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
+from soundctm.audio import UnreadableAudioError, read_audio  # noqa: F401  (re-exported)
+from soundctm.io import atomic_write
 from soundctm.metrics.registry import Embedder, get_embedder, prepare_waveforms
+from soundctm.paths import cache_dir
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -71,6 +77,15 @@ def _resolve(embedder: Embedder | EmbedderSpec | str) -> tuple[Embedder, Embedde
     raise TypeError(f"expected an Embedder, EmbedderSpec or registry name, got {type(embedder).__name__}")
 
 
+def _live_embedder(shippable: Embedder | EmbedderSpec) -> Embedder:
+    """In a worker: the embedder itself, or built from its spec (one model per worker)."""
+    return shippable.build() if isinstance(shippable, EmbedderSpec) else shippable
+
+
+def _compute_job(emb: Embedder, job: ChunkJob, clip_seconds: float | None) -> dict[str, np.ndarray]:
+    return compute_chunk(emb, job.files, clip_seconds)
+
+
 def embedder_key(emb: Embedder, clip_seconds: float | None = None) -> str:
     """Short, file-name-safe key of every setting that changes the features."""
     s = dict(emb.settings())
@@ -87,24 +102,6 @@ def list_audio(directory: str | os.PathLike, extensions: Sequence[str] = AUDIO_E
         raise FileNotFoundError(f"audio directory not found: {d}")
     files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in extensions)
     return files
-
-
-class UnreadableAudioError(OSError):
-    """An audio file cannot be decoded (corrupt, truncated, not audio); the message names it."""
-
-
-def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a file with soundfile: (waveform [N] or [N, C] float32, sample_rate).
-
-    Raises `UnreadableAudioError` (one line, naming the file) when it cannot be decoded."""
-    import soundfile as sf
-
-    try:
-        x, sr = sf.read(str(path), dtype="float32", always_2d=False)
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise UnreadableAudioError(f"cannot read audio file {path}: {reason}") from e
-    return x, int(sr)
 
 
 def _fit_length(x: np.ndarray, n: int) -> np.ndarray:
@@ -159,8 +156,6 @@ def compute_chunk(
 
 
 def _save_chunk(path: Path, job: ChunkJob, result: dict[str, np.ndarray]) -> None:
-    from soundctm.io import atomic_write
-
     arrays = dict(result)
     arrays["names"] = np.array([os.path.basename(f) for f in job.files])
 
@@ -261,7 +256,7 @@ def extract_files(
     chunk_size: int = 32,
     clip_seconds: float | None = None,
     progress: bool = True,
-    ray_init_kwargs: dict | None = None,
+    map_chunks: Callable | None = None,
     on_chunk: Callable[[int], None] | None = None,
 ) -> Extracted:
     """Embed `files` (sorted by path) in resumable chunks.
@@ -270,7 +265,9 @@ def extract_files(
       name (rebuilt in each worker: one model per actor).
     work_dir: where finished chunks are kept; default
       `cache_dir()/extract/<embedder key>/<hash of the file list's directory>`.
-    workers: 1 = in this process; > 1 = a Ray actor pool of that size.
+    workers: 1 = in this process; > 1 = `map_chunks(fn, jobs, state=, setup=, workers=, on_result=)`
+      runs the chunks on that many workers (`soundctm.distributed.map_chunks_ray`: a Ray actor pool;
+      bind Ray's init kwargs with functools.partial).
     clip_seconds: cut/zero-pad every clip to this length (after resampling) before embedding.
     on_chunk: called with each chunk index as it is written (progress hooks, tests).
     """
@@ -281,8 +278,6 @@ def extract_files(
     if len(set(os.path.basename(f) for f in files)) != len(files):
         raise ValueError("file names must be unique (results are keyed by file name)")
     if work_dir is None:
-        from soundctm.paths import cache_dir
-
         dirs = sorted({os.path.dirname(f) for f in files})
         work_dir = cache_dir() / "extract" / key / hashlib.sha1("\n".join(dirs).encode()).hexdigest()[:10]
     work = Path(work_dir)
@@ -305,8 +300,6 @@ def extract_files(
 
     bar = None
     if progress and todo:
-        from tqdm.auto import tqdm
-
         n_done = sum(len(j.files) for j in jobs) - sum(len(j.files) for j in todo)
         bar = tqdm(total=len(files), initial=n_done, unit="file", desc=f"embed[{live.name}]", leave=False)
 
@@ -323,16 +316,10 @@ def extract_files(
 
     try:
         if todo and workers > 1:
-            from soundctm import distributed
-
-            distributed.extract_chunks_ray(
-                shippable,
-                todo,
-                workers=workers,
-                clip_seconds=clip_seconds,
-                on_result=finish,
-                init_kwargs=ray_init_kwargs,
-            )
+            if map_chunks is None:
+                raise ValueError("workers > 1 needs map_chunks (e.g. soundctm.distributed.map_chunks_ray)")
+            map_chunks(functools.partial(_compute_job, clip_seconds=clip_seconds), todo, state=shippable,
+                       setup=_live_embedder, workers=workers, on_result=finish)
         else:
             for job in todo:
                 finish(job, compute_chunk(live, job.files, clip_seconds))
@@ -353,39 +340,3 @@ def extract_dir(
     if not files:
         raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {directory}")
     return extract_files(files, embedder, work_dir, **kw)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m soundctm.metrics.extract DIR --embedder NAME --work-dir W [--workers N]`."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m soundctm.metrics.extract", description=main.__doc__)
-    ap.add_argument("directory")
-    ap.add_argument("--embedder", required=True)
-    ap.add_argument("--work-dir", default=None)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--chunk-size", type=int, default=32)
-    ap.add_argument("--clip-seconds", type=float, default=None)
-    ap.add_argument("--ray-num-cpus", type=int, default=None)
-    ap.add_argument("--ray-temp-dir", default=None)
-    a = ap.parse_args(argv)
-    init = {k: v for k, v in (("num_cpus", a.ray_num_cpus), ("_temp_dir", a.ray_temp_dir)) if v is not None}
-    r = extract_dir(
-        a.directory,
-        a.embedder,
-        a.work_dir,
-        workers=a.workers,
-        chunk_size=a.chunk_size,
-        clip_seconds=a.clip_seconds,
-        ray_init_kwargs=init or None,
-    )
-    print(
-        json.dumps({"files": len(r.names), "computed": r.computed, "reused": r.reused, "seconds": r.seconds})
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

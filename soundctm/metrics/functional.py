@@ -18,9 +18,15 @@ Definitions follow /shared METRICS notes:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import linalg
+from scipy.signal import savgol_coeffs, savgol_filter
+from scipy.special import xlogy
 
 __all__ = [
     "stats",
@@ -65,9 +71,6 @@ def stats(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sqrtm(a: np.ndarray) -> np.ndarray:
-    import warnings
-
-    from scipy import linalg
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # singular-matrix warnings: we check finiteness ourselves
@@ -272,8 +275,6 @@ def _check_probs(p: np.ndarray, name: str) -> np.ndarray:
 
 
 def _xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from scipy.special import xlogy
-
     return xlogy(x, y)
 
 
@@ -394,7 +395,6 @@ def lpaps(feats_a: Sequence, feats_b: Sequence, eps: float = 1e-10):
     differences are summed over channels and averaged over the spatial positions; the stages are
     summed. Returns a [B] tensor (per-clip distance; each stage contributes a value in [0, 4]).
     """
-    import torch
 
     if len(feats_a) != len(feats_b) or len(feats_a) == 0:
         raise ValueError(f"need the same non-zero number of stages, got {len(feats_a)} and {len(feats_b)}")
@@ -438,7 +438,6 @@ def intensity_curve(
     window = the odd number of frames closest to 1 s, shrunk for short clips; edges mode
     "nearest"). Returns [F] (or [B, F]) in dB.
     """
-    from scipy.signal import savgol_filter
 
     x = np.asarray(wav, dtype=np.float64)
     single = x.ndim == 1
@@ -469,9 +468,6 @@ def intensity_curve_torch(
 
     wav: [B, N] tensor -> [B, F] dB curve, equal to `intensity_curve` up to float precision.
     """
-    import torch
-    import torch.nn.functional as F
-    from scipy.signal import savgol_coeffs
 
     if wav.dim() != 2:
         raise ValueError(f"intensity_curve_torch expects [B, N], got {tuple(wav.shape)}")

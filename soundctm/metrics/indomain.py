@@ -27,6 +27,8 @@
 
 from __future__ import annotations
 
+import argparse
+import csv
 import hashlib
 import json
 import math
@@ -39,10 +41,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.optimize import minimize_scalar
 from torch import nn
 
-from soundctm.metrics.registry import Embedder, register
-from soundctm.nn.vae import mel_filterbank
+from soundctm.audio import LogMel, read_audio
+from soundctm.data.corpus import load_ground_truth, read_manifest, tiny_corpus
+from soundctm.io import load_safetensors, save_safetensors
+from soundctm.metrics.registry import Embedder, prepare_waveforms, register
+from soundctm.nn.text import get_text_encoder
+from soundctm.paths import cache_dir
 
 __all__ = [
     "LogMel",
@@ -69,31 +76,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- front end
-class LogMel(nn.Module):
-    """Waveform [B, N] -> log-mel [B, n_mels, 1 + N // hop] (periodic Hann, centred STFT, power)."""
-
-    def __init__(self, sample_rate=16000, n_fft=1024, hop=256, n_mels=64, fmin=30.0, fmax=None, floor=1e-6):
-        super().__init__()
-        self.n_fft, self.hop, self.floor = n_fft, hop, floor
-        fb = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax or sample_rate / 2)
-        self.register_buffer("fb", fb.clone(), persistent=False)
-        self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mode = "reflect" if x.shape[-1] > self.n_fft // 2 else "constant"
-        spec = torch.stft(
-            x.float(),
-            self.n_fft,
-            self.hop,
-            window=self.window,
-            center=True,
-            pad_mode=mode,
-            return_complex=True,
-        )
-        power = spec.real.square() + spec.imag.square()
-        return torch.log(self.fb @ power + self.floor)
-
-
 class LogMelEmbedder(Embedder):
     """Model-free embedder: every log-mel frame (n_fft 1024, hop 320 at 16 kHz, 64 bands) is one
     64-d embedding. No logits."""
@@ -365,7 +347,6 @@ def fit_temperature(
     deterministic given the logits. Returns {"temperature", "nll_t1", "nll"} (NLL at T = 1 and
     at the fitted T).
     """
-    from scipy.optimize import minimize_scalar
 
     lo, hi = (math.log(b) for b in bounds)
     r = minimize_scalar(
@@ -389,14 +370,9 @@ def corpus_checksum(root: str | os.PathLike) -> str:
     """12-hex content checksum of a corpus: the manifest's checksum (`corpus.json`) when present,
     else sha1 of its split CSVs and ground truth."""
     root = Path(root)
-    try:
-        from soundctm.data.corpus import read_manifest
-
-        m = read_manifest(root)
-        if m and m.get("checksum"):
-            return str(m["checksum"])[:12]
-    except ImportError:
-        pass
+    m = read_manifest(root)
+    if m and m.get("checksum"):
+        return str(m["checksum"])[:12]
     h = hashlib.sha1()
     for name in ("train.csv", "test.csv", "ground_truth.json"):
         p = root / name
@@ -408,7 +384,6 @@ def corpus_checksum(root: str | os.PathLike) -> str:
 
 def read_split(root: str | os.PathLike, split: str) -> list[dict[str, str]]:
     """Rows of `root/<split>.csv` (AudioCaps layout: audiocap_id, youtube_id, start_time, caption)."""
-    import csv
 
     p = Path(root) / f"{split}.csv"
     if not p.exists():
@@ -419,16 +394,12 @@ def read_split(root: str | os.PathLike, split: str) -> list[dict[str, str]]:
 
 def load_labels(root: str | os.PathLike) -> tuple[list[str], dict[str, np.ndarray]]:
     """(class names, youtube_id -> multi-label vector [K] float32) from the corpus ground truth."""
-    from soundctm.data.corpus import load_ground_truth
 
     gt = load_ground_truth(root)
     return list(gt.classes), {y: gt.labels[i].astype(np.float32) for i, y in enumerate(gt.youtube_ids)}
 
 
 def _load_split_audio(root: Path, split: str, sample_rate: int):
-    from soundctm.metrics.extract import read_audio
-    from soundctm.metrics.registry import prepare_waveforms
-
     rows = read_split(root, split)
     ids = list(dict.fromkeys(r["youtube_id"] for r in rows))
     wavs = []
@@ -439,8 +410,6 @@ def _load_split_audio(root: Path, split: str, sample_rate: int):
 
 
 def _default_corpus_root() -> Path:
-    from soundctm.data.corpus import tiny_corpus
-
     return Path(tiny_corpus().root)
 
 
@@ -483,7 +452,6 @@ def load_evaluator(
     `weights_sha1` in its metadata (and weights + temperature the `evaluator_sha1`, v2); with
     `corpus_root`, the corpus checksum recorded in the file must equal that corpus's. `cfg`, when given,
     must match the settings recorded in the file. Raises `EvaluatorError` naming the file."""
-    from soundctm.io import load_safetensors
 
     path = Path(path)
     rebuild = _rebuild_command(path.parent, None if corpus_root is None else Path(corpus_root))
@@ -532,7 +500,6 @@ def build_evaluator(
 ) -> EventEmbedder:
     """Train the classifier on the train split (one thread), fit its temperature on the val split
     (v2+), measure test accuracy, and write `out_dir/evaluator_filename(...)` (overwriting)."""
-    from soundctm.io import save_safetensors
 
     root = Path(corpus_root)
     csum = corpus_checksum(root)
@@ -592,7 +559,6 @@ def build_evaluator(
 
 def _default_evaluator(cfg: EvtConfig) -> Path:
     """The committed evaluator for `cfg` (else one in the user cache): found by name, no corpus needed."""
-    from soundctm.paths import cache_dir
 
     prefix = f"tiny-evt-v{cfg.version}-{cfg.key()}-"
     dirs = [committed_evaluators_dir(), cache_dir() / "tiny" / "evaluators"]
@@ -635,7 +601,6 @@ def tiny_evt(
       command, unless `build=True` (train the missing one into `cache`).
     rebuild: train and overwrite `cache/<name>` even if it exists.
     """
-    from soundctm.paths import cache_dir
 
     if path is not None:
         return load_evaluator(path, corpus_root, device=device)
@@ -728,7 +693,6 @@ class TinyClapEmbedder(Embedder):
 
 def tiny_clap(path: str | os.PathLike | None = None, device: str = "cpu") -> TinyClapEmbedder:
     """The `tiny-clap` embedder: TinyCLAP from `path` (safetensors) or the cached tiny component."""
-    from soundctm.nn.text import get_text_encoder
 
     kw = {} if path is None else {"path": path}
     return TinyClapEmbedder(get_text_encoder("tiny-clap", **kw), device=device)
@@ -736,9 +700,7 @@ def tiny_clap(path: str | os.PathLike | None = None, device: str = "cpu") -> Tin
 
 def build_main(argv: list[str] | None = None) -> int:
     """`soundctm build-evaluator`: train tiny-evt, fit its temperature, write and verify the file."""
-    import argparse
 
-    from soundctm.paths import cache_dir
 
     ap = argparse.ArgumentParser(prog="soundctm build-evaluator", description=build_main.__doc__)
     ap.add_argument("--corpus", default=None, help="AudioCaps-layout corpus root (default: the tiny corpus)")

@@ -24,8 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from soundctm.io import load_safetensors, save_safetensors
 from soundctm.metrics import functional as Fm
+from soundctm.metrics.extract import extract_files
 from soundctm.metrics.registry import Embedder
+from soundctm.paths import cache_dir
 
 __all__ = ["RefStats", "file_list_checksum", "ref_stats_path", "reference_stats", "stats_from_extracted"]
 
@@ -111,21 +114,17 @@ def reference_stats(
     chunk_size: int = 32,
     work_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    ray_init_kwargs: dict | None = None,
+    map_chunks=None,
 ) -> RefStats:
     """Load the reference statistics of `files` from the cache, or compute (resumably) and store them.
 
     split: a label for the reference set in the file name (e.g. "tiny-test", "audiocaps-test").
     cache: directory (default `cache_dir()/refstats`).
     """
-    from soundctm.io import load_safetensors, save_safetensors
-    from soundctm.metrics.extract import extract_files
 
     if not files:
         raise ValueError("no reference files")
     if cache is None:
-        from soundctm.paths import cache_dir
-
         cache = cache_dir() / "refstats"
     path = ref_stats_path(cache, split, embedder, files, clip_seconds)
     if path.exists():
@@ -141,7 +140,7 @@ def reference_stats(
         chunk_size=chunk_size,
         clip_seconds=clip_seconds,
         progress=progress,
-        ray_init_kwargs=ray_init_kwargs,
+        map_chunks=map_chunks,
     )
     mu, sigma, probs = stats_from_extracted(ext)
     settings = dict(ext.settings, split=split, file_checksum=file_list_checksum(files))

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from soundctm.audio import resample
+
 __all__ = [
     "Embedder",
     "NonFiniteAudioError",
@@ -232,9 +234,7 @@ def prepare_waveforms(
                 f"first at index {int(np.argmax(bad))}"
             )
         if int(sample_rate) != int(target_rate) and len(x) > 0:
-            import soxr
-
-            x = soxr.resample(x, int(sample_rate), int(target_rate), quality="HQ")
+            x = resample(x, int(sample_rate), int(target_rate))
         x = np.asarray(x, dtype=np.float32)
         if len(x) < min_samples:
             x = np.pad(x, (0, min_samples - len(x)))

@@ -7,13 +7,16 @@ unconditional embedding used for classifier-free guidance is the encoding of the
 
 `get_text_encoder(name)` dispatches to:
   - "tiny-clap": `TinyCLAP`, a small contrastive text/audio model trained on the tiny corpus;
-  - "laion-clap", "flan-t5-large": adapters in `soundctm.nn.text_pretrained` (imported lazily;
-    they need user-supplied weights).
+  - "laion-clap", "flan-t5-large": adapters in `soundctm.metrics.pretrained.text` (they need
+    user-supplied weights; importing that module registers them here).
+
+`Conditioner(text_encoder, cond_shape)` turns captions into a model's conditioning: cond [B, L, D]
+and the unconditional embedding `.uncond` [1, L, D] (the empty caption), for teacher, student and apps.
 """
 
 from __future__ import annotations
 
-import importlib
+import hashlib
 import math
 import re
 from collections import Counter
@@ -26,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soundctm.nn.vae import log_mel
+from soundctm.audio import log_mel, resample
+from soundctm.io import load_safetensors, save_safetensors
+from soundctm.paths import MissingAssetsError, tiny_components_dir
 
 __all__ = [
     "TextEncoder",
@@ -42,6 +47,10 @@ __all__ = [
     "get_text_encoder",
     "register_text_encoder",
     "TEXT_ENCODERS",
+    "COND_MODES",
+    "cond_mode",
+    "encode_conditioning",
+    "Conditioner",
 ]
 
 
@@ -294,10 +303,8 @@ def _resample(wav: torch.Tensor, sr_in: int, sr_out: int) -> torch.Tensor:
     """wav: [B, 1, N] -> [B, 1, N * sr_out / sr_in] (soxr, high quality)."""
     if sr_in == sr_out:
         return wav
-    import soxr
-
     x = wav.detach().to("cpu", torch.float32).numpy()[:, 0].T  # [N, B]
-    y = soxr.resample(np.ascontiguousarray(x), sr_in, sr_out)
+    y = resample(np.ascontiguousarray(x), sr_in, sr_out)
     if y.ndim == 1:
         y = y[:, None]
     return torch.from_numpy(np.ascontiguousarray(y.T))[:, None].to(wav.device, wav.dtype)
@@ -386,8 +393,6 @@ class TinyCLAP(TextEncoder):
         }
 
     def checksum(self) -> str:
-        import hashlib
-
         h = hashlib.sha256(repr(self.metadata()).encode())
         for k, v in sorted(self.state_dict().items()):
             h.update(k.encode())
@@ -396,8 +401,6 @@ class TinyCLAP(TextEncoder):
 
     def save(self, path: str | Path, extra_metadata: dict | None = None) -> Path:
         """Weights to safetensors; configs and vocabulary in the metadata."""
-        from soundctm.io import save_safetensors
-
         meta = self.metadata()
         if extra_metadata:
             meta["extra"] = extra_metadata
@@ -405,8 +408,6 @@ class TinyCLAP(TextEncoder):
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> TinyCLAP:
-        from soundctm.io import load_safetensors
-
         tensors, meta = load_safetensors(path)
         if meta.get("kind") != "TinyCLAP":
             raise ValueError(f"{path} is not a TinyCLAP checkpoint (metadata: {sorted(meta)})")
@@ -424,33 +425,17 @@ class TinyCLAP(TextEncoder):
 
 
 def _load_tiny_clap(path: str | Path | None = None, **kwargs) -> TinyCLAP:
-    """The tiny CLAP from `path`, or the cached tiny component (built on first use)."""
-    if path is not None:
-        return TinyCLAP.load(path, **kwargs).freeze()
-    from soundctm.train.components import get_tiny_components
-
-    return get_tiny_components()[2].freeze()
-
-
-def _lazy(module: str, attr: str) -> Callable[..., TextEncoder]:
-    def factory(**kwargs):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:
-            raise ImportError(f"text encoder adapter {module}.{attr} could not be imported: {e}") from e
-        if not hasattr(mod, attr):
-            raise ImportError(f"{module} does not define {attr}")
-        return getattr(mod, attr)(**kwargs)
-
-    factory.__qualname__ = f"{module}.{attr}"
-    return factory
+    """The tiny CLAP from `path`, or from the tiny components' cache (`soundctm build-components`)."""
+    if path is None:
+        path = tiny_components_dir() / "clap.safetensors"
+        if not path.exists():
+            raise MissingAssetsError([("the tiny CLAP", str(path))],
+                                     hint="build it with `soundctm build-components` or pass path=")
+    return TinyCLAP.load(path, **kwargs).freeze()
 
 
-TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {
-    "tiny-clap": _load_tiny_clap,
-    "laion-clap": _lazy("soundctm.nn.text_pretrained", "LaionClapTextEncoder"),
-    "flan-t5-large": _lazy("soundctm.nn.text_pretrained", "FlanT5TextEncoder"),
-}
+TEXT_ENCODERS: dict[str, Callable[..., TextEncoder]] = {"tiny-clap": _load_tiny_clap}
+PRETRAINED_TEXT_ENCODERS = ("laion-clap", "flan-t5-large")  # registered by soundctm.metrics.pretrained.text
 
 
 def register_text_encoder(name: str, factory: Callable[..., TextEncoder]) -> None:
@@ -467,5 +452,78 @@ def get_text_encoder(name: str, **kwargs) -> TextEncoder:
     try:
         factory = TEXT_ENCODERS[name]
     except KeyError:
-        raise ValueError(f"unknown text encoder {name!r}; expected one of {sorted(TEXT_ENCODERS)}") from None
+        hint = (" (import soundctm.metrics.pretrained.text to register it)"
+                if name in PRETRAINED_TEXT_ENCODERS else "")
+        raise ValueError(f"unknown text encoder {name!r}{hint}; expected one of {sorted(TEXT_ENCODERS)}") from None
     return factory(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------
+# conditioning: text -> the cond / uncond tensors a model takes
+
+COND_MODES = ("pooled", "tokens")
+
+
+def cond_mode(cond_shape: Sequence[int]) -> str:
+    """ "pooled" (ONE token: the pooled embedding) when the model's cond_shape is [1, D], else "tokens"."""
+    return "pooled" if int(cond_shape[0]) == 1 else "tokens"
+
+
+def encode_conditioning(
+    text_encoder, captions: Sequence[str], mode: str, cond_len: int, batch_size: int = 256
+) -> torch.Tensor:
+    """Captions -> conditioning [B, cond_len, D] under no_grad.
+
+    mode "pooled": pooled embedding [B, D] as one token (cond_len must be 1); "tokens": encoder tokens
+    with masked positions zeroed, padded with zeros / truncated to cond_len.
+    """
+    if mode not in COND_MODES:
+        raise ValueError(f"unknown conditioning mode {mode!r}; expected one of {COND_MODES}")
+    if mode == "pooled" and cond_len != 1:
+        raise ValueError(f"pooled conditioning is one token, but the preset asks for {cond_len}")
+    out = []
+    caps = list(captions)
+    with torch.no_grad():
+        for i in range(0, len(caps), batch_size):
+            tokens, mask, pooled = text_encoder.encode(caps[i : i + batch_size])
+            if mode == "pooled":
+                out.append(pooled[:, None, :].float().cpu())
+                continue
+            tok = (tokens * mask[..., None].to(tokens.dtype)).float().cpu()
+            if tok.shape[1] >= cond_len:
+                tok = tok[:, :cond_len]
+            else:
+                tok = torch.cat([tok, tok.new_zeros(tok.shape[0], cond_len - tok.shape[1], tok.shape[2])], 1)
+            out.append(tok)
+    return torch.cat(out)
+
+
+class Conditioner:
+    """Captions -> a model's conditioning. `cond_shape` = the model's (L, D) (`model.cond_shape`).
+
+    `cond(captions)` -> [B, L, D]; `cond.uncond` -> [1, L, D], the empty caption's encoding (the
+    classifier-free-guidance branch), computed once. Used by the teacher, the student and the apps.
+    """
+
+    def __init__(self, text_encoder, cond_shape: Sequence[int], *, batch_size: int = 256):
+        self.text_encoder = text_encoder
+        self.cond_shape = (int(cond_shape[0]), int(cond_shape[1]))
+        self.mode = cond_mode(self.cond_shape)
+        self.batch_size = int(batch_size)
+        self._uncond: torch.Tensor | None = None
+
+    @classmethod
+    def for_model(cls, text_encoder, model, **kw) -> Conditioner:
+        """The conditioner of a teacher / student / preset (anything with `cond_shape`)."""
+        return cls(text_encoder, model.cond_shape, **kw)
+
+    def __call__(self, captions: Sequence[str]) -> torch.Tensor:
+        if isinstance(captions, str):
+            raise TypeError("captions must be a sequence of strings, not one string")
+        return encode_conditioning(self.text_encoder, captions, self.mode, self.cond_shape[0], self.batch_size)
+
+    @property
+    def uncond(self) -> torch.Tensor:
+        if self._uncond is None:
+            self._uncond = self([""])
+        return self._uncond

@@ -13,17 +13,18 @@ the statistics are saved in the same safetensors file as the weights.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
+
+from soundctm.audio import log_mel, mel_filterbank, stft_magnitude  # noqa: F401  (re-exported)
+from soundctm.io import load_safetensors, save_safetensors
 
 __all__ = [
     "VAEConfig",
@@ -125,60 +126,6 @@ def vae_config(name: str) -> VAEConfig:
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable-parameter elements (works on the meta device)."""
     return sum(p.numel() for p in module.parameters())
-
-
-# ----------------------------------------------------------------------------------------------
-# spectral front-end (shared by the VAE losses and the tiny audio encoder)
-
-
-def _hz_to_mel(f):
-    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
-
-
-def _mel_to_hz(m):
-    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
-
-
-@functools.lru_cache(maxsize=64)
-def _mel_fb_np(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    mel_pts = np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2)
-    hz = _mel_to_hz(mel_pts)
-    fb = np.zeros((n_mels, freqs.size))
-    for i in range(n_mels):
-        lo, c, hi = hz[i], hz[i + 1], hz[i + 2]
-        up = (freqs - lo) / max(c - lo, 1e-9)
-        down = (hi - freqs) / max(hi - c, 1e-9)
-        fb[i] = np.clip(np.minimum(up, down), 0.0, None)
-        if fb[i].sum() == 0:  # filter narrower than a bin: take the nearest bin
-            fb[i, int(np.argmin(np.abs(freqs - c)))] = 1.0
-    return fb.astype(np.float32)
-
-
-def mel_filterbank(
-    sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
-) -> torch.Tensor:
-    """Triangular HTK-mel filterbank [n_mels, n_fft // 2 + 1]; every filter has at least one bin."""
-    fmax = sample_rate / 2 if fmax is None else fmax
-    return torch.from_numpy(_mel_fb_np(int(sample_rate), int(n_fft), int(n_mels), float(fmin), float(fmax)))
-
-
-def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-    """x: [B, 1, N] or [B, N] -> magnitude [B, n_fft // 2 + 1, frames]."""
-    x = x.reshape(-1, x.shape[-1])
-    win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    spec = torch.stft(x, n_fft, hop_length=hop, window=win, center=True, return_complex=True)
-    return spec.abs()
-
-
-def log_mel(
-    x: torch.Tensor, sample_rate: int, n_fft: int, n_mels: int, hop: int | None = None, eps: float = 1e-5
-) -> torch.Tensor:
-    """log10 mel magnitude. x: [B, 1, N] -> [B, n_mels, frames]."""
-    hop = hop or n_fft // 4
-    mag = stft_magnitude(x, n_fft, hop)
-    fb = mel_filterbank(sample_rate, n_fft, n_mels).to(mag)
-    return torch.log10((fb @ mag).clamp_min(eps))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -507,7 +454,6 @@ class AudioAutoencoder(nn.Module):
 
     def save(self, path: str | Path, extra_metadata: dict | None = None) -> Path:
         """Weights + normalisation buffers to safetensors; config and sigma_data in the metadata."""
-        from soundctm.io import save_safetensors
 
         meta = self.metadata()
         if extra_metadata:
@@ -518,7 +464,6 @@ class AudioAutoencoder(nn.Module):
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> AudioAutoencoder:
         """Rebuild from the config stored in the file and load weights + statistics (strict)."""
-        from soundctm.io import load_safetensors
 
         tensors, meta = load_safetensors(path)
         if meta.get("kind") != "AudioAutoencoder" or "config" not in meta:

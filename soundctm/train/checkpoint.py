@@ -12,14 +12,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
+from soundctm.ctm import CTMStudent
+from soundctm.edm import Precond
 from soundctm.io import load_safetensors, load_state, save_safetensors, save_state
+from soundctm.nn.dit import DiTConfig
+from soundctm.nn.unet import UNetConfig
+from soundctm.presets import ModelPreset, build_backbone
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -124,9 +131,6 @@ def export_model(
 
 
 def read_export_metadata(path: str | os.PathLike) -> dict:
-    import json
-
-    from safetensors import safe_open
 
     if not Path(path).exists():
         raise FileNotFoundError(f"export not found: {path}")
@@ -143,9 +147,6 @@ def _tuples(d: dict) -> dict:
 
 def preset_from_metadata(p: dict):
     """Rebuild the `ModelPreset` (and its backbone config) stored in an export's metadata."""
-    from soundctm.nn.dit import DiTConfig
-    from soundctm.nn.unet import UNetConfig
-    from soundctm.presets import ModelPreset
 
     arch = p["arch"]
     if arch == "dit":
@@ -165,9 +166,6 @@ def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     The returned model is in eval mode with gradients off and carries `.preset`, `.latent_shape`,
     `.cond_shape` and `.export_metadata`.
     """
-    from soundctm.ctm import CTMStudent
-    from soundctm.edm import Precond
-    from soundctm.presets import build_backbone
 
     tensors, meta = load_safetensors(path)
     if meta.get("format") != "soundctm-export":

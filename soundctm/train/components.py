@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,8 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundctm.data.corpus import caption_vocabulary, tiny_corpus
+from soundctm.io import load_safetensors, write_json
 from soundctm.nn.text import TinyAudioConfig, TinyCLAP, TinyTextConfig, build_vocabulary, normalise_caption
 from soundctm.nn.vae import AudioAutoencoder, VAEConfig, vae_config
+from soundctm.paths import tiny_components_dir
+from soundctm.provenance import provenance
 from soundctm.train.text import TextTrainConfig, retrieval_recall, train_clap
 from soundctm.train.vae import VAETrainConfig, evaluate_reconstruction, train_vae
 
@@ -85,12 +88,7 @@ def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def components_dir(cache: str | Path | None = None) -> Path:
-    """`<cache>/tiny/components` (cache defaults to `soundctm.paths.cache_dir()`)."""
-    from soundctm.paths import cache_dir
-
-    base = Path(cache).expanduser() if cache is not None else cache_dir()
-    return base / "tiny" / "components"
+components_dir = tiny_components_dir  # `<cache>/tiny/components`
 
 
 def load_split(corpus, split: str) -> tuple[list[str], torch.Tensor, list[list[str]]]:
@@ -112,8 +110,6 @@ def _seed_everything(seed: int) -> None:
 
 
 def _vocabulary(train_captions: list[list[str]]) -> list[str]:
-    from soundctm.data.corpus import caption_vocabulary
-
     words = {w for w in caption_vocabulary() for w in normalise_caption(w)}
     words |= set(build_vocabulary(c for caps in train_captions for c in caps))
     return sorted(words)
@@ -134,7 +130,6 @@ def get_tiny_components(
     setting) matches, otherwise it is rebuilt. `force=True` rebuilds both. Both models are
     returned in eval mode with gradients disabled.
     """
-    from soundctm.data.corpus import tiny_corpus
 
     t_start = time.time()
     corpus = tiny_corpus(cache, progress=progress)
@@ -227,7 +222,6 @@ def get_tiny_components(
                 "wall_seconds": time.time() - t_start,
             }
         )
-        from soundctm.io import write_json
 
         write_json(build_path, build)
     vae.eval().requires_grad_(False)
@@ -238,7 +232,6 @@ def get_tiny_components(
 def _load_if_current(cls, path: Path, key: str, force: bool):
     if force or not path.exists():
         return None
-    from soundctm.io import load_safetensors
 
     try:
         _, meta = load_safetensors(path)
@@ -256,12 +249,6 @@ def evaluate_components(corpus, vae: AudioAutoencoder, clap: TinyCLAP) -> dict:
     rec = evaluate_reconstruction(vae, audio)
     ret = retrieval_recall(clap, audio, caps, ks=(1, 5))
     return {"vae_reconstruction": rec, "clap_retrieval": ret, "n_test_clips": len(ids)}
-
-
-def _git_commit() -> str | None:
-    from soundctm.benchmark import git_commit
-
-    return git_commit(mark_dirty=False)
 
 
 def _default_out() -> Path:
@@ -363,23 +350,18 @@ def main(argv: list[str] | None = None) -> int:
         "clap_retrieval": ev["clap_retrieval"],
         "build": build,
         "settings": cfg.to_dict(),
-        "provenance": {
-            "git_commit": _git_commit(),
-            "torch": torch.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "device": "cpu",
-            "torch_threads": torch.get_num_threads(),
-            "seed": args.seed,
-            "wall_seconds": time.time() - t0,
-            "command": "soundctm build-components " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "cache": str(components_dir(args.cache)),
-        },
+        "provenance": provenance(
+            mark_dirty=False,
+            device="cpu",
+            torch_threads=torch.get_num_threads(),
+            seed=args.seed,
+            wall_seconds=time.time() - t0,
+            command="soundctm build-components " + " ".join(argv if argv is not None else sys.argv[1:]),
+            cache=str(components_dir(args.cache)),
+        ),
     }
     text = _report_text(res)
     print(text)
-    from soundctm.io import write_json
 
     out = Path(args.out) if args.out else _default_out()
     write_json(out, _json_clean(res))

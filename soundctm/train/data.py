@@ -20,10 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from soundctm.data.latent_cache import build_latent_cache
+from soundctm.nn.text import COND_MODES, Conditioner, cond_mode, encode_conditioning  # noqa: F401  (re-exported)
+from soundctm.paths import cache_dir
 from soundctm.rng import derive_seed
+from soundctm.train.components import get_tiny_components
 
 __all__ = [
     "ConditionedLatents",
@@ -34,38 +39,6 @@ __all__ = [
     "worker_indices",
     "COND_MODES",
 ]
-
-COND_MODES = ("pooled", "tokens")
-
-
-def encode_conditioning(
-    text_encoder, captions: Sequence[str], mode: str, cond_len: int, batch_size: int = 256
-) -> torch.Tensor:
-    """Captions -> conditioning [B, cond_len, D] under no_grad.
-
-    mode "pooled": pooled embedding [B, D] as one token (cond_len must be 1); "tokens": encoder tokens
-    with masked positions zeroed, padded with zeros / truncated to cond_len.
-    """
-    if mode not in COND_MODES:
-        raise ValueError(f"unknown conditioning mode {mode!r}; expected one of {COND_MODES}")
-    if mode == "pooled" and cond_len != 1:
-        raise ValueError(f"pooled conditioning is one token, but the preset asks for {cond_len}")
-    out = []
-    caps = list(captions)
-    with torch.no_grad():
-        for i in range(0, len(caps), batch_size):
-            tokens, mask, pooled = text_encoder.encode(caps[i : i + batch_size])
-            if mode == "pooled":
-                out.append(pooled[:, None, :].float().cpu())
-                continue
-            tok = (tokens * mask[..., None].to(tokens.dtype)).float().cpu()
-            if tok.shape[1] >= cond_len:
-                tok = tok[:, :cond_len]
-            else:
-                tok = torch.cat([tok, tok.new_zeros(tok.shape[0], cond_len - tok.shape[1], tok.shape[2])], 1)
-            out.append(tok)
-    return torch.cat(out)
-
 
 @dataclass
 class ConditionedLatents:
@@ -170,12 +143,6 @@ def pairs_for(seed: int, indices: Sequence[int], n_pairs: int) -> torch.Tensor:
 def tiny_conditioned(preset, cache=None, *, split: str = "train", log=print) -> ConditionedLatents:
     """The tiny tier's conditioned latents for a model preset: corpus, VAE and CLAP from
     `get_tiny_components(cache)`, latents from the latent cache (built once), conditioning encoded once."""
-    from pathlib import Path
-
-    from soundctm.data.latent_cache import build_latent_cache
-    from soundctm.paths import cache_dir
-    from soundctm.train.components import get_tiny_components
-
     corpus, vae, clap = get_tiny_components(cache, progress=False, log=log)
     root = (Path(cache).expanduser() if cache is not None else cache_dir()) / "tiny" / "latents"
     lc = build_latent_cache(
@@ -188,7 +155,7 @@ def tiny_conditioned(preset, cache=None, *, split: str = "train", log=print) -> 
         clip_samples=corpus.clip_samples,
         progress=False,
     )
-    mode = "pooled" if preset.cond_shape[0] == 1 else "tokens"
+    mode = cond_mode(preset.cond_shape)
     if tuple(lc.latents.shape[1:]) != tuple(preset.latent_shape):
         raise ValueError(
             f"latent cache shape {tuple(lc.latents.shape[1:])} != preset {preset.name} latent shape "

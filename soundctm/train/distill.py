@@ -18,8 +18,6 @@ Library entry point: `distill_tiny_student(teacher_path, preset="tiny-dit", dist
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from soundctm.ctm import (
@@ -32,11 +30,21 @@ from soundctm.ctm import (
     student_dsm_loss,
 )
 from soundctm.edm import _bcast, karras_sigmas
-from soundctm.rng import example_generators
+from soundctm.nn.vae import AudioAutoencoder, vae_config
+from soundctm.presets import build_student, build_teacher, model_preset
+from soundctm.rng import derive_seed, example_generators
+from soundctm.train.checkpoint import load_export
+from soundctm.train.components import get_tiny_components
+from soundctm.train.config import TrainConfig, allreduce_mean
 from soundctm.train.data import pairs_for, worker_indices
-from soundctm.train.loop import TrainConfig, allreduce_mean
+from soundctm.train.gan import (
+    AudioDiscriminators,
+    discriminator_hinge_loss,
+    feature_matching_loss,
+    generator_hinge_loss,
+)
 
-__all__ = ["DistillTask", "tiny_student_config", "distill_tiny_student"]
+__all__ = ["DistillTask", "tiny_student_config"]
 
 
 class DistillTask:
@@ -46,12 +54,8 @@ class DistillTask:
     log_keys = ("loss", "ctm", "dsm", "lambda_dsm", "omega_mean", "ode_steps_mean")
 
     def __init__(self, cfg: TrainConfig, data, device, log=print):
-        from soundctm.presets import build_student, build_teacher, model_preset
-
         self.cfg, self.data, self.device = cfg, data, device
         if cfg.teacher_path:
-            from soundctm.train.checkpoint import load_export
-
             teacher = load_export(cfg.teacher_path, device=device)
             if teacher.export_metadata["kind"] != "teacher":
                 raise ValueError(
@@ -100,15 +104,10 @@ class DistillTask:
 
     def _init_gan(self, cfg: TrainConfig, data, device) -> None:
         """Frozen VAE decoder + discriminators (soundctm.train.gan) with their own Adam."""
-        from soundctm.rng import derive_seed
-        from soundctm.train.gan import AudioDiscriminators
 
         if cfg.data == "tiny":
-            from soundctm.train.components import get_tiny_components
-
             vae = get_tiny_components(cfg.cache, progress=False)[1]
         else:  # synthetic data: a randomly initialised tiny VAE stands in for the decoder
-            from soundctm.nn.vae import AudioAutoencoder, vae_config
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(derive_seed(cfg.seed, "gan-vae"))
@@ -170,7 +169,6 @@ class DistillTask:
 
     def _gan_losses(self, step, z0, z_t, times, cond, omega, l_ctm) -> dict[str, torch.Tensor]:
         """Generator side: hinge + feature matching on VAE-decoded G_theta(z_t, t, 0), adaptive weight."""
-        from soundctm.train.gan import feature_matching_loss, generator_hinge_loss
 
         zero = torch.zeros((), device=z0.device)
         if step < self.cfg.gan_start:
@@ -195,7 +193,6 @@ class DistillTask:
         """Discriminator update on this step's real and (detached) generated audio."""
         if self.gan is None or self._gan_batch is None:
             return {}
-        from soundctm.train.gan import discriminator_hinge_loss
 
         real, fake = self._gan_batch
         self._gan_batch = None
@@ -240,30 +237,3 @@ def tiny_student_config(
     )
     base.update(overrides)
     return TrainConfig(**base)
-
-
-def distill_tiny_student(
-    teacher_path,
-    preset: str = "tiny-dit",
-    distance: str = "d_teacher",
-    force: bool = False,
-    *,
-    cache=None,
-    progress: bool = True,
-    log=print,
-    **overrides,
-) -> Path:
-    """Build or reuse a tiny student distilled from `teacher_path`; returns its export path.
-
-    The run lives in `cache_dir()/tiny/runs/student-<preset>-<distance>-<key>/`, key = hash of every
-    setting and of the teacher file's checksum; an interrupted run resumes.
-    """
-    from soundctm.data.latent_cache import file_checksum
-    from soundctm.train.teacher import build_or_reuse, run_key, runs_dir
-
-    cfg = tiny_student_config(
-        teacher_path, preset, distance, cache=str(cache) if cache is not None else None, **overrides
-    )
-    key = run_key(cfg, {"teacher": file_checksum(teacher_path)})
-    run_dir = runs_dir(cache) / f"student-{preset}-{distance}-{key}"
-    return build_or_reuse(cfg, run_dir, force=force, progress=progress, log=log)

@@ -18,147 +18,40 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
-from soundctm.io import write_json
+from soundctm.io import write_json, write_text
+from soundctm.presets import model_preset
+from soundctm.train.checkpoint import export_model, load_latest, save_checkpoint
+from soundctm.train.config import (  # noqa: F401  (TrainConfig & co. re-exported: the loop's settings)
+    RESUMABLE_CHANGES,
+    TrainConfig,
+    allreduce_mean,
+    config_from_dict,
+    lr_at,
+    make_optimizer,
+    resolve_config,
+)
+from soundctm.train.data import ConditionedLatents, tiny_conditioned
+from soundctm.train.distill import DistillTask
+from soundctm.train.teacher import TeacherTask
 
 __all__ = [
     "TrainConfig",
     "resolve_config",
     "config_from_dict",
     "run_training",
+    "run_training_dict",
     "PlainContext",
     "memory_stats",
     "load_data",
     "make_optimizer",
     "allreduce_mean",
 ]
-
-KINDS = ("teacher", "distill")
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
-TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
-TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
-STUDENT_LR_TINY = 2e-4  # tiny students: larger than the paper's 8e-5 to fit a CPU budget
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a training run. None means "the preset's value" (filled in by `resolve_config`)."""
-
-    kind: str = "teacher"  # "teacher" | "distill"
-    preset: str = "tiny-dit"
-    steps: int = 1000
-    batch_size: int = 32  # global batch (split over workers)
-    lr: float | None = None
-    optimizer: str | None = None  # "adamw" | "radam"; teacher default adamw, student radam (App. C)
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    seed: int = 0
-    ema_mu: float | None = None  # teacher: 0.999; student: preset.ema_mu (Eq. 7's sg EMA)
-    grad_clip: float = 1000.0
-    p_uncond: float | None = None
-    # distillation (Algorithm 2)
-    distance: str = "d_teacher"
-    omega_range: tuple[float, float] | None = None
-    dsm_weight: float | None = None
-    adaptive_dsm: bool = True
-    max_ode_steps: int | None = None
-    n_grid: int | None = None
-    teacher_path: str | None = None
-    gan: bool = False  # GAN term on decoded audio (soundctm.train.gan), off by default
-    gan_weight: float = 1.0  # times the adaptive weight ||grad L_CTM|| / ||grad L_GAN|| (last layer)
-    gan_start: int = 0  # first step with the GAN term
-    gan_lr: float = 2e-4  # discriminator Adam lr (betas 0.5, 0.9)
-    # data: "tiny" (corpus latents + tiny CLAP conditioning) or "synthetic" (random latents and
-    # conditioning, for tests and benchmarks)
-    data: str = "tiny"
-    cache: str | None = None
-    synthetic_clips: int = 32
-    # bookkeeping
-    checkpoint_every: int = 100
-    keep_checkpoints: int = 2
-    threads: int | None = None
-    device: str = "cpu"
-    export: bool = True
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if d["omega_range"] is not None:
-            d["omega_range"] = list(d["omega_range"])
-        return d
-
-
-def config_from_dict(d: dict) -> TrainConfig:
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(d) - names
-    if unknown:
-        raise ValueError(f"unknown training settings: {sorted(unknown)}")
-    d = dict(d)
-    if d.get("omega_range") is not None:
-        d["omega_range"] = tuple(float(x) for x in d["omega_range"])
-    return TrainConfig(**d)
-
-
-def resolve_config(cfg: TrainConfig) -> TrainConfig:
-    """Fill every None from the model preset and check the values."""
-    from soundctm.ctm import CTMLoss
-    from soundctm.presets import model_preset
-
-    if cfg.kind not in KINDS:
-        raise ValueError(f"unknown training kind {cfg.kind!r}; expected one of {KINDS}")
-    p = model_preset(cfg.preset)
-    teacher = cfg.kind == "teacher"
-    tiny = cfg.preset.startswith("tiny")
-    lr = cfg.lr
-    if lr is None:
-        lr = TEACHER_LR.get(cfg.preset, 1e-4) if teacher else (STUDENT_LR_TINY if tiny else p.lr)
-    out = dataclasses.replace(
-        cfg,
-        lr=float(lr),
-        optimizer=cfg.optimizer or ("adamw" if teacher else "radam"),
-        ema_mu=float(cfg.ema_mu if cfg.ema_mu is not None else (TEACHER_EMA if teacher else p.ema_mu)),
-        p_uncond=float(cfg.p_uncond if cfg.p_uncond is not None else p.p_uncond),
-        omega_range=tuple(float(x) for x in (cfg.omega_range or p.omega_range)),
-        dsm_weight=float(cfg.dsm_weight if cfg.dsm_weight is not None else p.dsm_weight),
-        max_ode_steps=int(
-            cfg.max_ode_steps if cfg.max_ode_steps is not None else (p.max_ode_steps or p.n_grid - 1)
-        ),
-        n_grid=int(cfg.n_grid or p.n_grid),
-        teacher_path=str(Path(cfg.teacher_path).expanduser().resolve()) if cfg.teacher_path else None,
-    )
-    if out.optimizer not in ("adamw", "radam"):
-        raise ValueError(f"unknown optimizer {out.optimizer!r}; expected 'adamw' or 'radam'")
-    if out.distance not in CTMLoss.DISTANCES:
-        raise ValueError(f"unknown CTM distance {out.distance!r}; expected one of {CTMLoss.DISTANCES}")
-    if out.data not in ("tiny", "synthetic"):
-        raise ValueError(f"unknown data source {out.data!r}; expected 'tiny' or 'synthetic'")
-    if out.data == "tiny" and not tiny:
-        raise ValueError(
-            f"preset {out.preset!r} needs its own latent cache; data='tiny' only serves tiny presets"
-        )
-    for name in ("steps", "batch_size", "checkpoint_every"):
-        if getattr(out, name) <= 0:
-            raise ValueError(f"{name} must be positive, got {getattr(out, name)}")
-    if not 0 <= out.p_uncond < 1 or not 0 <= out.ema_mu < 1 or out.lr <= 0:
-        raise ValueError("need 0 <= p_uncond < 1, 0 <= ema_mu < 1 and lr > 0")
-    if out.omega_range[0] > out.omega_range[1]:
-        raise ValueError(f"omega_range must be (low, high), got {out.omega_range}")
-    if not 1 <= out.max_ode_steps <= out.n_grid - 1:
-        raise ValueError(f"max_ode_steps must be in [1, {out.n_grid - 1}], got {out.max_ode_steps}")
-    if out.kind == "distill" and out.teacher_path is None and out.data != "synthetic":
-        raise ValueError(
-            "distillation needs --teacher (an exported teacher); only synthetic data may use a "
-            "randomly initialised one"
-        )
-    if out.gan and out.kind != "distill":
-        raise ValueError("the GAN term is a distillation option")
-    return out
-
 
 # ------------------------------------------------------------ helpers
 
@@ -172,7 +65,7 @@ def memory_stats(device: str | torch.device = "cpu") -> dict[str, float]:
     except OSError:
         pass
     try:
-        import resource
+        import resource  # Unix-only standard module
 
         out["max_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     except ImportError:
@@ -182,33 +75,8 @@ def memory_stats(device: str | torch.device = "cpu") -> dict[str, float]:
     return out
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _dist():
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() else None
-
-
-def allreduce_mean(tensors: list[torch.Tensor]) -> None:
-    """In-place mean over workers (no-op in a single process)."""
-    dist = _dist()
-    if dist is None or dist.get_world_size() == 1:
-        return
-    w = dist.get_world_size()
-    for t in tensors:
-        dist.all_reduce(t)
-        t.div_(w)
-
-
 def load_data(cfg: TrainConfig, log=print):
     """The conditioned latents a run trains on (see `soundctm.train.data`)."""
-    from soundctm.presets import model_preset
-    from soundctm.train.data import ConditionedLatents, tiny_conditioned
 
     p = model_preset(cfg.preset)
     if cfg.data == "tiny":
@@ -242,13 +110,9 @@ class PlainContext:
         self.run_dir = Path(run_dir)
 
     def load_latest(self):
-        from soundctm.train.checkpoint import load_latest
-
         return load_latest(self.run_dir)
 
     def save(self, state: dict, metrics: dict, keep: int) -> None:
-        from soundctm.train.checkpoint import save_checkpoint
-
         save_checkpoint(self.run_dir, state, keep=keep)
 
     def report(self, metrics: dict) -> None:
@@ -271,7 +135,6 @@ def _truncate_metrics(path: Path, start: int) -> None:
             continue
         if rec.get("step", -1) < start:
             keep.append(line)
-    from soundctm.io import write_text
 
     write_text(path, "".join(x + "\n" for x in keep))
 
@@ -305,10 +168,7 @@ def _maybe_inject_fault(step: int, run_dir: Path) -> None:
 
 def make_task(cfg: TrainConfig, data, device, log=print):
     if cfg.kind == "teacher":
-        from soundctm.train.teacher import TeacherTask
-
         return TeacherTask(cfg, data, device)
-    from soundctm.train.distill import DistillTask
 
     return DistillTask(cfg, data, device, log=log)
 
@@ -325,6 +185,16 @@ def run_training(
         return _run_training(config, run_dir, ctx=ctx, progress=progress, log=log)
     finally:
         torch.set_num_threads(prev)
+
+
+def run_training_dict(config: dict, run_dir: str | os.PathLike, *, ctx=None, device: str | None = None,
+                      progress: bool = False, log=print) -> dict[str, Any]:
+    """`run_training` of a config given as a dict (`TrainConfig.to_dict()`), on `device` when given: the
+    training function `soundctm.distributed.run_training_ray` runs in each worker."""
+    cfg = config_from_dict(config)
+    if device is not None:
+        cfg = dataclasses.replace(cfg, device=device)
+    return run_training(cfg, run_dir, ctx=ctx, progress=progress, log=log)
 
 
 def _run_training(
@@ -366,8 +236,6 @@ def _run_training(
         _truncate_metrics(mpath, start)
     bar = None
     if main and progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(
             total=cfg.steps,
             initial=start,
@@ -384,7 +252,7 @@ def _run_training(
             t0 = time.perf_counter()
             task.model.train()
             for gr in opt.param_groups:
-                gr["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+                gr["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps)
             out = task.losses(step, ctx.rank, ctx.world)
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -435,8 +303,6 @@ def _run_training(
     run_seconds = time.perf_counter() - t_run
     export = None
     if main and cfg.export:
-        from soundctm.train.checkpoint import export_model
-
         export = export_model(
             run_dir / "export.safetensors",
             task.ema,

@@ -8,14 +8,15 @@ of the log-mel by a constant) and a random circular time shift.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from soundctm.nn.text import TinyCLAP
+from soundctm.train.config import lr_at
 
 __all__ = ["TextTrainConfig", "clap_features", "train_clap", "retrieval_recall"]
 
@@ -36,15 +37,6 @@ class TextTrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _lr_at(step: int, cfg: TextTrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return cfg.lr * (
-        cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0)))
-    )
 
 
 @torch.no_grad()
@@ -68,7 +60,6 @@ def train_clap(
 
     Returns a history dict {"step": [...], "loss": [...], "seconds": float}.
     """
-    from tqdm.auto import tqdm
 
     n = len(audio)
     if n != len(captions):
@@ -90,7 +81,7 @@ def train_clap(
     ema = None
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_final_fraction)
         idx = torch.randperm(n, generator=g)[:bs]
         caps = [captions[i][int(torch.randint(len(captions[i]), (), generator=g))] for i in idx.tolist()]
         x = feats[idx]

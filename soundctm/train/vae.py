@@ -12,14 +12,17 @@ trivial references those numbers are read against.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from scipy.signal import butter, sosfiltfilt
+from tqdm.auto import tqdm
 
-from soundctm.nn.vae import AudioAutoencoder, log_mel, mel_filterbank, stft_magnitude
+from soundctm.audio import log_mel, mel_filterbank, stft_magnitude
+from soundctm.nn.vae import AudioAutoencoder
+from soundctm.train.config import lr_at
 
 __all__ = [
     "VAETrainConfig",
@@ -141,14 +144,6 @@ def vae_loss(
     return loss, parts
 
 
-def _lr_at(step: int, cfg: VAETrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    p = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    f = cfg.lr_final_fraction + (1 - cfg.lr_final_fraction) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0)))
-    return cfg.lr * f
-
-
 def _random_crops(audio: torch.Tensor, batch: int, crop: int, g: torch.Generator) -> torch.Tensor:
     """audio: [N, 1, L] -> random crops [batch, 1, crop] (clip and offset drawn from `g`)."""
     n, _, length = audio.shape
@@ -172,7 +167,6 @@ def train_vae(
     Returns a history dict: {"step": [...], "loss": [...], "mel": [...], "kl": [...], "seconds",
     "cpu_seconds" (process CPU time, all threads)}.
     """
-    from tqdm.auto import tqdm
 
     if audio.dim() != 3 or audio.shape[1] != 1:
         raise ValueError(f"audio must be [N, 1, L], got {tuple(audio.shape)}")
@@ -197,7 +191,7 @@ def train_vae(
     ema = None
     for step in bar:
         for group in opt.param_groups:
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_final_fraction)
         x = _random_crops(audio, cfg.batch_size, cfg.crop_samples, g_data).to(dev)
         loss, parts = vae_loss(vae, x, cfg, g_noise)
         opt.zero_grad(set_to_none=True)
@@ -274,7 +268,6 @@ def baseline_lowpass(
     x: torch.Tensor, sample_rate: int, cutoff_hz: float = 1000.0, order: int = 8
 ) -> torch.Tensor:
     """Zero-phase Butterworth low-passed copy (scipy sosfiltfilt). x: [B, 1, N] -> [B, 1, N]."""
-    from scipy.signal import butter, sosfiltfilt
 
     sos = butter(order, cutoff_hz, btype="low", fs=sample_rate, output="sos")
     y = sosfiltfilt(sos, x.detach().cpu().double().numpy(), axis=-1)

@@ -117,7 +117,7 @@ def _clap_module():
 def _roberta_from_config(overrides: dict | None = None):
     """Make clap_module build its RoBERTa tower from `ROBERTA_BASE` instead of downloading it."""
     cfg = {**ROBERTA_BASE, **(overrides or {})}
-    import transformers
+    import transformers  # optional pretrained-metric package (the `metrics` extra)
 
     cm_model = importlib.import_module("clap_module.model")
     original = cm_model.RobertaModel
@@ -158,7 +158,7 @@ def load_roberta_tokenizer(directory: str | os.PathLike | None = None):
     if directory is None:
         directory = require_weights("roberta-tokenizer")["roberta-tokenizer"]
     d = Path(directory)
-    from transformers import RobertaTokenizer
+    from transformers import RobertaTokenizer  # optional package (metrics extra)
 
     # from_pretrained on the directory: the constructor's keyword names changed across transformers
     # releases and unknown ones are ignored, which silently yields an empty tokenizer.

@@ -57,7 +57,7 @@ def build_passt_model(**net_overrides) -> torch.nn.Module:
       package's `get_model(arch=...)`.
     Input [B, N] waveforms at 32 kHz -> [B, 527] logits.
     """
-    with _quiet():
+    with _quiet():  # hear21passt: an optional pretrained-metric package (the `metrics` extra)
         from hear21passt.models.passt import PaSST, get_model
         from hear21passt.models.preprocess import AugmentMelSTFT
         from hear21passt.wrapper import PasstBasicWrapper
@@ -188,7 +188,7 @@ class PasstEmbedder(Embedder):
         if path is None:
             path = require_weights("passt")["passt"]
         model = build_passt_model(**(net_overrides or {}))
-        from hear21passt.models.passt import checkpoint_filter_fn
+        from hear21passt.models.passt import checkpoint_filter_fn  # optional package (metrics extra)
 
         sd = checkpoint_filter_fn(load_state_dict(path), model.net)
         load_into(model.net, sd, source=str(path))

@@ -7,6 +7,7 @@
 
 Both need the metrics environment's packages (laion-clap / transformers) and user-supplied files
 (`soundctm.metrics.pretrained.weights.WEIGHTS`); a missing file stops with one message naming it.
+Importing this module registers both names with `soundctm.nn.text.get_text_encoder`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from soundctm.metrics.pretrained import clap
 from soundctm.metrics.pretrained.weights import require_weights, set_offline_env
-from soundctm.nn.text import TextEncoder
+from soundctm.nn.text import TextEncoder, register_text_encoder
 
-__all__ = ["LaionClapText", "FlanT5Text", "LaionClapTextEncoder", "FlanT5TextEncoder"]
+__all__ = ["LaionClapText", "FlanT5Text"]
 
 
 def _check_captions(captions: Sequence[str]) -> list[str]:
@@ -53,8 +55,6 @@ class LaionClapText(TextEncoder):
         device: str | torch.device = "cpu",
     ):
         super().__init__()
-        from soundctm.metrics.pretrained import clap
-
         if model is None or tokenizer is None:
             emb = clap.ClapEmbedder.from_weights(weights, tokenizer_dir=tokenizer_dir, device="cpu")
             model, tokenizer = emb.model, emb.tokenizer
@@ -91,7 +91,7 @@ class FlanT5Text(TextEncoder):
         set_offline_env()
         if directory is None:
             directory = require_weights("flan-t5-large")["flan-t5-large"]
-        from transformers import AutoTokenizer, T5EncoderModel
+        from transformers import AutoTokenizer, T5EncoderModel  # optional heavy package (metrics extra)
 
         self.encoder = T5EncoderModel.from_pretrained(str(directory), local_files_only=True).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
@@ -117,6 +117,5 @@ class FlanT5Text(TextEncoder):
         return tokens, mask, pooled
 
 
-# Names used by soundctm.nn.text.get_text_encoder.
-LaionClapTextEncoder = LaionClapText
-FlanT5TextEncoder = FlanT5Text
+register_text_encoder("laion-clap", LaionClapText)
+register_text_encoder("flan-t5-large", FlanT5Text)

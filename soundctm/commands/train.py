@@ -12,12 +12,26 @@ checkpoints/ (training state, resumable: rerun the same command) and export.safe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
-from soundctm.train.loop import TrainConfig, resolve_config, run_training
+from soundctm.distributed import run_training_ray
+from soundctm.train.checkpoint import load_latest, save_checkpoint
+from soundctm.train.config import TrainConfig, resolve_config
+from soundctm.train.distill import tiny_student_config
+from soundctm.train.loop import run_training, run_training_dict
+from soundctm.train.teacher import tiny_teacher_config
 
-__all__ = ["train_teacher_main", "distill_main", "build_parser", "config_from_args"]
+__all__ = ["train_teacher_main", "distill_main", "build_parser", "config_from_args", "train_on_ray"]
+
+
+def train_on_ray(config: TrainConfig, run_dir, *, workers: int, **kw) -> dict:
+    """`run_training(config, run_dir)` on `workers` Ray Train workers (`soundctm.distributed`); kw: gpus,
+    max_failures, storage_path, init_kwargs, progress. Returns the run's summary."""
+    cfg = resolve_config(config)
+    return run_training_ray(run_training_dict, cfg.to_dict(), run_dir, load_latest=load_latest,
+                            save_checkpoint=save_checkpoint, workers=workers, **kw)
 
 
 def build_parser(kind: str) -> argparse.ArgumentParser:
@@ -74,9 +88,6 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
 
 def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
     """A `TrainConfig` from parsed arguments: flags left out keep the kind's defaults."""
-    from soundctm.train.distill import tiny_student_config
-    from soundctm.train.teacher import tiny_teacher_config
-
     tiny = args.preset.startswith("tiny") and args.data == "tiny"
     if kind == "teacher":
         base = tiny_teacher_config(args.preset) if tiny else TrainConfig(kind="teacher", preset=args.preset)
@@ -110,8 +121,6 @@ def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
             if getattr(args, k) is not None:
                 d[k] = getattr(args, k)
         d.update(teacher_path=args.teacher, distance=args.distance, gan=args.gan)
-    import dataclasses
-
     return dataclasses.replace(base, **d)
 
 
@@ -131,9 +140,7 @@ def _main(kind: str, argv) -> int:
         print(json.dumps(out, indent=2))
         return 0
     if workers:
-        from soundctm.distributed import run_training_ray
-
-        summary = run_training_ray(
+        summary = train_on_ray(
             cfg, run_dir, workers=workers, gpus=args.gpus, max_failures=args.max_failures
         )
     else:

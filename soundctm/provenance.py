@@ -1,0 +1,59 @@
+"""Provenance of a result: the commit, the device, the versions and the command that made it.
+
+The one place these are computed; every result file (training reports, component builds, metric
+records, tables) takes its provenance block from `provenance(**extra)`.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+import torch
+
+import soundctm
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit(mark_dirty: bool = True) -> str | None:
+    """HEAD of the checkout this package runs from (None outside git); `+dirty` with tracked edits."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        dirty = mark_dirty and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                                              capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name() -> str:
+    """The CUDA device's name, or the CPU with its thread count."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def provenance(*, mark_dirty: bool = True, **extra) -> dict:
+    """Commit, command, versions, device, platform and time, plus `extra` (seeds, settings, wall time)."""
+    return {
+        "git_commit": git_commit(mark_dirty),
+        "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
+        "python": sys.version.split()[0],
+        "versions": {"soundctm": soundctm.__version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "scipy": scipy.__version__},
+        "device": device_name(),
+        "platform": platform.platform(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **extra,
+    }
+
+
+__all__ = ["REPO", "git_commit", "device_name", "provenance"]

@@ -1,0 +1,182 @@
+"""Training settings (`TrainConfig`), their resolution from the model preset, the optimizer, the one
+learning-rate schedule, and the gradient all-reduce: what the teacher and distillation tasks and the
+loop share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from soundctm.ctm import CTMLoss
+from soundctm.presets import model_preset
+
+__all__ = [
+    "TrainConfig",
+    "resolve_config",
+    "config_from_dict",
+    "make_optimizer",
+    "lr_at",
+    "allreduce_mean",
+    "KINDS",
+]
+
+KINDS = ("teacher", "distill")
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
+TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
+TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
+STUDENT_LR_TINY = 2e-4  # tiny students: larger than the paper's 8e-5 to fit a CPU budget
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run. None means "the preset's value" (filled in by `resolve_config`)."""
+
+    kind: str = "teacher"  # "teacher" | "distill"
+    preset: str = "tiny-dit"
+    steps: int = 1000
+    batch_size: int = 32  # global batch (split over workers)
+    lr: float | None = None
+    optimizer: str | None = None  # "adamw" | "radam"; teacher default adamw, student radam (App. C)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    seed: int = 0
+    ema_mu: float | None = None  # teacher: 0.999; student: preset.ema_mu (Eq. 7's sg EMA)
+    grad_clip: float = 1000.0
+    p_uncond: float | None = None
+    # distillation (Algorithm 2)
+    distance: str = "d_teacher"
+    omega_range: tuple[float, float] | None = None
+    dsm_weight: float | None = None
+    adaptive_dsm: bool = True
+    max_ode_steps: int | None = None
+    n_grid: int | None = None
+    teacher_path: str | None = None
+    gan: bool = False  # GAN term on decoded audio (soundctm.train.gan), off by default
+    gan_weight: float = 1.0  # times the adaptive weight ||grad L_CTM|| / ||grad L_GAN|| (last layer)
+    gan_start: int = 0  # first step with the GAN term
+    gan_lr: float = 2e-4  # discriminator Adam lr (betas 0.5, 0.9)
+    # data: "tiny" (corpus latents + tiny CLAP conditioning) or "synthetic" (random latents and
+    # conditioning, for tests and benchmarks)
+    data: str = "tiny"
+    cache: str | None = None
+    synthetic_clips: int = 32
+    # bookkeeping
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    threads: int | None = None
+    device: str = "cpu"
+    export: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["omega_range"] is not None:
+            d["omega_range"] = list(d["omega_range"])
+        return d
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(d) - names
+    if unknown:
+        raise ValueError(f"unknown training settings: {sorted(unknown)}")
+    d = dict(d)
+    if d.get("omega_range") is not None:
+        d["omega_range"] = tuple(float(x) for x in d["omega_range"])
+    return TrainConfig(**d)
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """Fill every None from the model preset and check the values."""
+
+    if cfg.kind not in KINDS:
+        raise ValueError(f"unknown training kind {cfg.kind!r}; expected one of {KINDS}")
+    p = model_preset(cfg.preset)
+    teacher = cfg.kind == "teacher"
+    tiny = cfg.preset.startswith("tiny")
+    lr = cfg.lr
+    if lr is None:
+        lr = TEACHER_LR.get(cfg.preset, 1e-4) if teacher else (STUDENT_LR_TINY if tiny else p.lr)
+    out = dataclasses.replace(
+        cfg,
+        lr=float(lr),
+        optimizer=cfg.optimizer or ("adamw" if teacher else "radam"),
+        ema_mu=float(cfg.ema_mu if cfg.ema_mu is not None else (TEACHER_EMA if teacher else p.ema_mu)),
+        p_uncond=float(cfg.p_uncond if cfg.p_uncond is not None else p.p_uncond),
+        omega_range=tuple(float(x) for x in (cfg.omega_range or p.omega_range)),
+        dsm_weight=float(cfg.dsm_weight if cfg.dsm_weight is not None else p.dsm_weight),
+        max_ode_steps=int(
+            cfg.max_ode_steps if cfg.max_ode_steps is not None else (p.max_ode_steps or p.n_grid - 1)
+        ),
+        n_grid=int(cfg.n_grid or p.n_grid),
+        teacher_path=str(Path(cfg.teacher_path).expanduser().resolve()) if cfg.teacher_path else None,
+    )
+    if out.optimizer not in ("adamw", "radam"):
+        raise ValueError(f"unknown optimizer {out.optimizer!r}; expected 'adamw' or 'radam'")
+    if out.distance not in CTMLoss.DISTANCES:
+        raise ValueError(f"unknown CTM distance {out.distance!r}; expected one of {CTMLoss.DISTANCES}")
+    if out.data not in ("tiny", "synthetic"):
+        raise ValueError(f"unknown data source {out.data!r}; expected 'tiny' or 'synthetic'")
+    if out.data == "tiny" and not tiny:
+        raise ValueError(
+            f"preset {out.preset!r} needs its own latent cache; data='tiny' only serves tiny presets"
+        )
+    for name in ("steps", "batch_size", "checkpoint_every"):
+        if getattr(out, name) <= 0:
+            raise ValueError(f"{name} must be positive, got {getattr(out, name)}")
+    if not 0 <= out.p_uncond < 1 or not 0 <= out.ema_mu < 1 or out.lr <= 0:
+        raise ValueError("need 0 <= p_uncond < 1, 0 <= ema_mu < 1 and lr > 0")
+    if out.omega_range[0] > out.omega_range[1]:
+        raise ValueError(f"omega_range must be (low, high), got {out.omega_range}")
+    if not 1 <= out.max_ode_steps <= out.n_grid - 1:
+        raise ValueError(f"max_ode_steps must be in [1, {out.n_grid - 1}], got {out.max_ode_steps}")
+    if out.kind == "distill" and out.teacher_path is None and out.data != "synthetic":
+        raise ValueError(
+            "distillation needs --teacher (an exported teacher); only synthetic data may use a "
+            "randomly initialised one"
+        )
+    if out.gan and out.kind != "distill":
+        raise ValueError("the GAN term is a distillation option")
+    return out
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.RAdam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _dist():
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def allreduce_mean(tensors: list[torch.Tensor]) -> None:
+    """In-place mean over workers (no-op in a single process)."""
+    dist = _dist()
+    if dist is None or dist.get_world_size() == 1:
+        return
+    w = dist.get_world_size()
+    for t in tensors:
+        dist.all_reduce(t)
+        t.div_(w)
+
+
+
+
+def lr_at(step: int, lr: float, warmup_steps: int = 0, total_steps: int | None = None,
+          final_fraction: float = 1.0) -> float:
+    """The learning-rate schedule of every trainer: linear warm-up over `warmup_steps` (lr (step + 1) /
+    warmup), then a cosine decay from lr to lr * final_fraction at `total_steps` (final_fraction 1.0:
+    constant after warm-up, as the teacher and the student train)."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if final_fraction == 1.0 or total_steps is None:
+        return lr
+    p = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))

@@ -1,0 +1,93 @@
+"""The tiny tier's cached training runs: a teacher and students built once per setting, reused after.
+
+A run lives in `cache_dir()/tiny/runs/<kind>-<preset>-...-<key>/`, key = a hash of every setting that
+changes the trained weights; an interrupted run resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from soundctm.data.latent_cache import file_checksum
+from soundctm.paths import cache_dir
+from soundctm.train.components import TinyComponentsConfig
+from soundctm.train.config import TrainConfig, resolve_config
+from soundctm.train.distill import tiny_student_config
+from soundctm.train.loop import run_training
+from soundctm.train.teacher import tiny_teacher_config
+
+__all__ = ["runs_dir", "run_key", "build_or_reuse", "train_tiny_teacher", "distill_tiny_student"]
+
+
+def runs_dir(cache=None) -> Path:
+    return (Path(cache).expanduser() if cache is not None else cache_dir()) / "tiny" / "runs"
+
+
+def run_key(cfg: TrainConfig, extra: dict | None = None) -> str:
+    """Short hash of every setting that changes the trained weights (not threads / checkpoint cadence)."""
+    d = resolve_config(cfg).to_dict()
+    for k in ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export"):
+        d.pop(k, None)
+    return hashlib.sha256(json.dumps([d, extra or {}], sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _components_key(cache) -> dict:
+    return {"components": TinyComponentsConfig().to_dict()}
+
+
+def train_tiny_teacher(
+    cache=None,
+    preset: str = "tiny-dit",
+    force: bool = False,
+    *,
+    progress: bool = True,
+    log=print,
+    **overrides,
+) -> Path:
+    """Build or reuse the tiny teacher for `preset`; returns the path of its export (EMA, safetensors).
+
+    The run lives in `cache_dir()/tiny/runs/teacher-<preset>-<key>/`, key = hash of every setting
+    (and of the tiny components' settings); an interrupted run resumes from its last checkpoint.
+    """
+    cfg = tiny_teacher_config(preset, cache=str(cache) if cache is not None else None, **overrides)
+    run_dir = runs_dir(cache) / f"teacher-{preset}-{run_key(cfg, _components_key(cache))}"
+    return build_or_reuse(cfg, run_dir, force=force, progress=progress, log=log)
+
+
+def build_or_reuse(cfg: TrainConfig, run_dir: Path, *, force: bool, progress: bool, log) -> Path:
+    """The export of the run in `run_dir`: reused if finished, else trained (resuming any checkpoint);
+    `force` starts the run afresh."""
+    export = run_dir / "export.safetensors"
+    if export.exists() and not force:
+        return export
+    if force and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_training(cfg, run_dir, progress=progress, log=log)
+    return export
+
+
+def distill_tiny_student(
+    teacher_path,
+    preset: str = "tiny-dit",
+    distance: str = "d_teacher",
+    force: bool = False,
+    *,
+    cache=None,
+    progress: bool = True,
+    log=print,
+    **overrides,
+) -> Path:
+    """Build or reuse a tiny student distilled from `teacher_path`; returns its export path.
+
+    The run lives in `cache_dir()/tiny/runs/student-<preset>-<distance>-<key>/`, key = hash of every
+    setting and of the teacher file's checksum; an interrupted run resumes.
+    """
+    cfg = tiny_student_config(
+        teacher_path, preset, distance, cache=str(cache) if cache is not None else None, **overrides
+    )
+    key = run_key(cfg, {"teacher": file_checksum(teacher_path)})
+    run_dir = runs_dir(cache) / f"student-{preset}-{distance}-{key}"
+    return build_or_reuse(cfg, run_dir, force=force, progress=progress, log=log)
