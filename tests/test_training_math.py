@@ -32,7 +32,7 @@ from soundctm.ctm import (
     make_ema,
     student_dsm_loss,
 )
-from soundctm.edm import Precond, edm_dsm_loss, heun_solve, karras_sigmas
+from soundctm.edm import EDMScalings, Precond, edm_dsm_loss, heun_solve, karras_sigmas
 from soundctm.rng import example_generators
 from soundctm.train.loop import TrainConfig, allreduce_mean, load_data, resolve_config
 from soundctm.train.teacher import TeacherTask, teacher_draws
@@ -166,6 +166,7 @@ class RecordingStudent(nn.Module):
     def __init__(self):
         super().__init__()
         self.calls = []
+        self.scalings = EDMScalings(SIGMA_D)  # as a CTMStudent has (Eq. 8 must not use its lambda)
 
     def g(self, z, t, s, cond, omega):
         self.calls.append((t.clone(), s.clone(), omega.clone()))
@@ -328,16 +329,16 @@ class CondGaussianTeacher(nn.Module):
 class ScaledFlow(nn.Module):
     """A student jump with one trainable scale: scale * (exact guided flow of `CondGaussianTeacher`)."""
 
-    def __init__(self, std, mu_uncond, scale=1.0):
+    def __init__(self, std, mu_uncond, scale=1.0, offset=0.0):
         super().__init__()
-        self.std, self.mu_uncond = std, mu_uncond
+        self.std, self.mu_uncond, self.offset = std, mu_uncond, offset
         self.scale = nn.Parameter(torch.tensor(scale, dtype=torch.float64))
         self.calls = []
 
     def forward(self, z, t, s, cond, omega):
         self.calls.append((t.clone(), s.clone(), cond.clone(), omega.clone()))
         mu = (omega * cond[:, 0, 0] + (1 - omega) * self.mu_uncond).reshape(-1, 1, 1)
-        return self.scale * GaussianTeacher(0.0, self.std).jump(z - mu, t, s) + mu
+        return self.scale * GaussianTeacher(0.0, self.std).jump(z - mu, t, s) + mu + self.offset
 
 
 def _guided_heun(z, it, iu, grid, mu, std, heun=True):
@@ -385,9 +386,44 @@ def test_ctm_target_is_ema_of_the_guided_heun_solve():
     assert not student.calls
     # stop-gradient: no graph to the EMA's parameters; the loss's gradient reaches the student only
     assert not target.requires_grad
-    loss(student, ema, z_t, draw, cond, uncond, omega).sum().backward()
+    val = loss(student, ema, z_t, draw, cond, uncond, omega)
+    mu = (omega * cond[:, 0, 0] + (1 - omega) * mu_unc).reshape(-1, 1, 1)
+    est = 1.3 * GaussianTeacher(0.0, std).jump(z_t - mu, draw.t, draw.s) + mu
+    torch.testing.assert_close(val.detach(), (est - heun).pow(2).flatten(1).mean(1), rtol=1e-9, atol=1e-12)
+    val.sum().backward()
     assert ema.scale.grad is None
     assert student.scale.grad is not None and float(student.scale.grad.abs()) > 0
+
+
+def test_ctm_loss_d_teacher_compares_the_teachers_features_at_time_s():
+    """Eq. (7): d_teacher(z_target, z_est, c, s). With a teacher whose first block is its scaled input
+    c_in(s) z and whose later blocks are constant, the loss is the mean over time of the squared distance
+    of the channel-normalised target and estimate, evaluated at s (hand formula in numpy)."""
+    std, mu_unc = 0.5, -0.4
+    net = LinearNet(0.0)
+    teacher = Precond(net, SIGMA_D)
+    grid = karras_sigmas(8, dtype=torch.float64)
+    it, iu, is_ = torch.tensor([0, 2]), torch.tensor([3, 5]), torch.tensor([5, 7])
+    draw = TimeDraw(it, iu, is_, grid[it], grid[iu], grid[is_])
+    cond = torch.tensor([0.8, -0.3], dtype=torch.float64).reshape(2, 1, 1)
+    uncond = torch.full((1, 1, 1), mu_unc, dtype=torch.float64)
+    omega = torch.tensor([2.0, 4.0], dtype=torch.float64)
+    z_t = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 5
+    offset = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    ema, student = ScaledFlow(std, mu_unc, 0.9), ScaledFlow(std, mu_unc, 1.3, offset=offset)
+    loss = CTMLoss(teacher, grid, distance="d_teacher")
+    target = loss.target(ema, z_t, draw, cond, uncond, omega)
+    net.calls.clear()
+    val = loss(student, ema, z_t, draw, cond, uncond, omega)
+    est = student(z_t, draw.t, draw.s, cond, omega).detach().numpy()
+    tgt = target.numpy()
+    unit = lambda f: f / np.linalg.norm(f, axis=1, keepdims=True)  # noqa: E731
+    expected = ((unit(tgt) - unit(est)) ** 2).sum(1).mean(1)
+    assert expected.min() > 0.05
+    np.testing.assert_allclose(val.detach().numpy(), expected, rtol=1e-9)
+    feature_calls = net.calls[-2:]  # target's and estimate's feature passes (after the teacher solve)
+    for _, c_noise, _ in feature_calls:
+        torch.testing.assert_close(c_noise, torch.log(draw.s) / 4)
 
 
 # ----------------------------------------------------------------------------------------------
