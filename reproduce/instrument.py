@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from soundctm.experiments import Claim, Row, Table, main, reference_rows, student_row, teacher_row  # noqa: E402
+from soundctm.experiments import Claim, Row, Table, cli, reference_rows, student_row, teacher_row  # noqa: E402
 from soundctm.experiments.catalog import TEACHER  # noqa: E402
 
 LADDER = [("real-other", "<", "vae-recon"), ("vae-recon", "<<", "teacher"), ("teacher", "<<", "teacher-euler-1"),
@@ -42,4 +42,4 @@ TABLE = Table(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(TABLE))
+    sys.exit(cli(TABLE))

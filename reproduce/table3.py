@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
-from soundctm.experiments import Claim, Row, Table, main, reference_rows, student_row, teacher_row  # noqa: E402
+from soundctm.experiments import Claim, Row, Table, cli, reference_rows, student_row, teacher_row  # noqa: E402
 
 COLS = ("FD_openl3", "KL_passt", "CLAP", "seconds_H100")
 P = lambda *v: dict(zip(COLS, v))  # the paper's numbers of a row
@@ -45,4 +45,4 @@ TABLE = Table(
 )
 
 if __name__ == "__main__":
-    sys.exit(main(TABLE))
+    sys.exit(cli(TABLE))

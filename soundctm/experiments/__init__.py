@@ -3,9 +3,9 @@
 `regression` (committed references, explicit update only), `main` (the shared command line)."""
 
 from soundctm.experiments.catalog import INSTRUMENT_ROWS, STUDENT, TEACHER, reference_rows, student_row, teacher_row
-from soundctm.experiments.main import main, run_table
+from soundctm.experiments.main import cli, run_table
 from soundctm.experiments.spec import Claim, Row, Run, Table
 from soundctm.experiments.tier import PAPER, TINY, Tier, get_tier
 
 __all__ = ["Run", "Row", "Claim", "Table", "Tier", "TINY", "PAPER", "get_tier", "TEACHER", "STUDENT",
-           "INSTRUMENT_ROWS", "reference_rows", "student_row", "teacher_row", "main", "run_table"]
+           "INSTRUMENT_ROWS", "reference_rows", "student_row", "teacher_row", "cli", "run_table"]

@@ -1,4 +1,4 @@
-"""`main(table, argv)`: the command line every `reproduce/tableN.py` shares."""
+"""`cli(table, argv)`: the command line every `reproduce/tableN.py` shares."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from soundctm.experiments.spec import Table
 from soundctm.experiments.tier import get_tier
 from soundctm.paths import MissingAssetsError
 
-__all__ = ["parser", "main", "run_table", "make_runner"]
+__all__ = ["parser", "cli", "run_table", "make_runner"]
 
 
 def parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     return rec
 
 
-def main(table: Table, argv=None) -> int:
+def cli(table: Table, argv=None) -> int:
     args = parser(table.description or table.title).parse_args(argv)
     try:
         run_table(table, args)

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+from soundctm.data.corpus import tiny_corpus
 from soundctm.experiments.catalog import TEACHER, reference_rows, student_row, teacher_row
 from soundctm.experiments.claims import check
 from soundctm.experiments.runner import Runner, file_sha
@@ -30,7 +32,11 @@ from soundctm.experiments.spec import Claim, Run, Table
 from soundctm.experiments.stats import Bootstrap, metric_dists
 from soundctm.experiments.tier import TINY, Tier, tiny_components
 from soundctm.io import write_json
+from soundctm.nn.text import get_text_encoder
+from soundctm.nn.vae import AudioAutoencoder
+from soundctm.paths import cache_dir
 from soundctm.provenance import provenance
+from soundctm.train.components import components_dir
 
 __all__ = ["CHECKPOINTS", "RECORD", "REGRESSION", "REL_TOL", "committed_files", "committed_tier", "compute",
            "compare", "update_reference", "load_record", "cached_sources"]
@@ -65,9 +71,6 @@ def committed_files(root: Path = CHECKPOINTS) -> dict[str, Path]:
 
 def committed_tier(root: Path = CHECKPOINTS) -> Tier:
     """The tiny tier with every model taken from the committed files (nothing is trained)."""
-    from soundctm.data.corpus import tiny_corpus
-    from soundctm.nn.text import get_text_encoder
-    from soundctm.nn.vae import AudioAutoencoder
 
     files = committed_files(root)
     missing = [str(p) for p in files.values() if not p.exists()]
@@ -90,25 +93,29 @@ def committed_tier(root: Path = CHECKPOINTS) -> Tier:
                    n_boot=200)
 
 
-def compute(cache=None, root: Path = CHECKPOINTS, log=print) -> dict:
-    """The regression record of the committed checkpoints (metrics, verdicts, file hashes)."""
-    import tempfile
+def compute(cache=None, root: Path = CHECKPOINTS, log=print, rows: tuple[str, ...] | None = None) -> dict:
+    """The regression record of the committed checkpoints (metrics, verdicts, file hashes), computed
+    in a fresh artifact store. `rows`: only these rows' metrics (no verdicts), for quick checks."""
 
     tier = committed_tier(root)
     with tempfile.TemporaryDirectory(prefix="soundctm-regression-") as store:  # never reuse artifacts
-        return _compute(Runner(tier, cache, store=store, log=log), tier, root)
+        return _compute(Runner(tier, cache, store=store, log=log), tier, root, rows)
 
 
-def _compute(runner: Runner, tier: Tier, root: Path) -> dict:
+def _compute(runner: Runner, tier: Tier, root: Path, only=None) -> dict:
     ref = runner.reference()
     boot = Bootstrap(len(runner.units), tier.n_boot, 0)
     dists = {}
     metrics = {}
     for r in REGRESSION.rows:
+        if only is not None and r.name not in only:
+            continue
         dists[r.name] = metric_dists(runner.scores(r), ref, REGRESSION.metrics, boot)
         metrics[r.name] = {f"{m}": d.value for m, d in dists[r.name].items()}
         if r.source == "sampler":
             metrics[r.name]["latent_mean_abs"] = float(runner.latents(r).abs().mean())
+    if only is not None:
+        return {"metrics": metrics}
     verdicts = {v.claim: v.supported for v in (check(c, dists) for c in REGRESSION.claims)}
     self_tests = {v.claim: v.self_test.supported for v in (check(c, dists) for c in REGRESSION.claims)}
     files = {k: file_sha(p) for k, p in committed_files(root).items() if p.is_file()}
@@ -124,9 +131,13 @@ def _tol(ref: float) -> float:
 
 
 def compare(recorded: dict, got: dict) -> list[str]:
-    """Every difference that fails the regression (empty: it passes)."""
+    """Every difference that fails the regression (empty: it passes). A `got` computed for some rows
+    only is compared on those rows."""
     moved = []
+    partial = "verdicts" not in got
     for row, ms in recorded["metrics"].items():
+        if partial and row not in got["metrics"]:
+            continue
         if row not in got["metrics"]:
             moved.append(f"{row}: missing")
             continue
@@ -135,7 +146,7 @@ def compare(recorded: dict, got: dict) -> list[str]:
             if new is None or abs(new - ref) > _tol(ref):
                 moved.append(f"{row} {name}: recorded {ref:.7g}, now {new if new is None else f'{new:.7g}'} "
                              f"(tolerance {_tol(ref):.2g})")
-    for key in ("verdicts", "self_tests"):
+    for key in () if partial else ("verdicts", "self_tests"):
         for claim, ok in recorded.get(key, {}).items():
             if got[key].get(claim) != ok:
                 moved.append(f"{key[:-1]} {claim} flipped: recorded {ok}, now {got[key].get(claim)}")
@@ -170,8 +181,6 @@ def update_reference(cache=None, *, sources: dict[str, Path] | None = None, root
 
 def cached_sources(cache=None) -> dict[str, Path]:
     """The tiny tier's models as the cache holds them (built if missing): what `update_reference` commits."""
-    from soundctm.paths import cache_dir
-    from soundctm.train.components import components_dir
 
     teacher = TINY.build(TEACHER, None, cache)
     student = TINY.build(_STUDENT1, teacher, cache)

@@ -31,18 +31,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soundctm.edm import cfg_denoiser, heun_solve, karras_sigmas
+from soundctm.data.latent_cache import file_checksum
+from soundctm.edm import SIGMA_MAX, karras_sigmas
 from soundctm.experiments.claims import Verdict, check
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, metric_dists
-from soundctm.experiments.tier import Components, Tier
+from soundctm.experiments.tier import Components, Tier, get_tier
 from soundctm.io import load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
+from soundctm.nn.text import Conditioner
 from soundctm.paths import cache_dir
 from soundctm.rng import prior_noise
-from soundctm.sampling import karras_steps, sample
+from soundctm.sampling import SAMPLERS, karras_steps
 from soundctm.train.checkpoint import load_export
-from soundctm.train.data import encode_conditioning
 
 __all__ = ["Runner", "TableResult", "settings_hash"]
 
@@ -73,7 +74,6 @@ def code_hash(parts) -> str:
 
 
 def file_sha(path: str | os.PathLike) -> str:
-    from soundctm.data.latent_cache import file_checksum
 
     return file_checksum(path)
 
@@ -169,24 +169,26 @@ class Runner:
 
     # ------------------------------------------------------------------ generation
     def _conditioning(self, model, captions):
-        mode = "pooled" if model.cond_shape[0] == 1 else "tokens"
-        cond = encode_conditioning(self.comp.text, captions, mode, model.cond_shape[0])
-        uncond = encode_conditioning(self.comp.text, [""], mode, model.cond_shape[0])
+        con = Conditioner.for_model(self.comp.text, model)
         dev = self.tier.device
-        return cond.to(dev), uncond.to(dev)
+        return con(captions).to(dev), con.uncond.to(dev)
+
+    def grid(self, row: Row) -> torch.Tensor:
+        """The row's time grid: `steps` jumps of Algorithm 1; the teacher's N-point Karras grid for Heun;
+        for Euler `steps` steps on the Karras levels ending at sigma 0 (steps = 1: sigma_max -> 0)."""
+        if row.sampler == "ctm":
+            return karras_steps(row.steps)
+        if row.sampler == "heun":
+            return karras_sigmas(row.steps)
+        head = karras_sigmas(row.steps) if row.steps > 1 else torch.tensor([SIGMA_MAX])
+        return torch.cat([head, torch.zeros(1)])
 
     @torch.no_grad()
     def _sample(self, row: Row, model, z_T, cond, uncond) -> torch.Tensor:
+        opts = {"omega": row.omega}
         if row.sampler == "ctm":
-            return sample(model, z_T, sigmas=karras_steps(row.steps), cond=cond, uncond=uncond, omega=row.omega,
-                          nu=row.nu, gamma=row.gamma)
-        den = cfg_denoiser(model, cond, uncond, row.omega)
-        if row.sampler == "heun":
-            grid = karras_sigmas(row.steps)
-        else:  # euler: `steps` Euler steps ending at sigma 0 (heun_solve takes no 2nd-order step onto 0)
-            grid = torch.cat([karras_sigmas(row.steps) if row.steps > 1 else torch.tensor([80.0]), torch.zeros(1)])
-            return _euler(den, z_T, grid)
-        return heun_solve(den, z_T, grid[0], grid[-1], sigmas=grid)
+            opts.update(nu=row.nu, gamma=row.gamma)
+        return SAMPLERS[row.sampler](model, z_T, self.grid(row), cond, uncond, **opts)
 
     def latents(self, row: Row) -> torch.Tensor:
         """Generated latents of every item of `row` [N, C, T] (cached)."""
@@ -371,15 +373,6 @@ class Runner:
         return {r.name: self.scores(r) for r in rows}
 
 
-def _euler(den, z: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Euler steps of the PF ODE (Eq. 1) on `grid` (descending, may end at 0)."""
-    for i in range(len(grid) - 1):
-        t, tn = grid[i], grid[i + 1]
-        d = (z - den(z, t.expand(z.shape[0]))) / t
-        z = z + (tn - t) * d
-    return z
-
-
 def _save_scores(path: Path, sc: ItemScores, settings: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
@@ -401,7 +394,6 @@ def _load_scores(path: Path) -> ItemScores:
 
 def _build_task(tier_name: str, run: Run, teacher_export, cache) -> str:
     """A Ray task: train one run (one seed) of a tier; returns its export path."""
-    from soundctm.experiments.tier import get_tier
 
     torch.set_num_threads(1)
     return str(get_tier(tier_name).build(run, teacher_export, cache))

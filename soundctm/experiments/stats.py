@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import xlogy
 
 from soundctm.metrics import functional as Fm
 
@@ -96,8 +97,6 @@ class ItemScores:
 
 def kl_per_item(p_gen: np.ndarray, p_ref: np.ndarray, eps: float = Fm.KL_EPS) -> np.ndarray:
     """Per clip KL(gen || ref) as `functional.kl_passt_sam` (whose value is the mean of these)."""
-    from scipy.special import xlogy
-
     return (xlogy(p_gen, p_gen) - p_gen * np.log(p_ref + eps)).sum(axis=1)
 
 

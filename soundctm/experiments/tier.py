@@ -7,6 +7,7 @@ ever calls these fields.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from soundctm.data.audiocaps import AudioCapsDataset
+from soundctm.data.corpus import render_take
+from soundctm.data.latent_cache import file_checksum
+from soundctm.metrics.indomain import TinyClapEmbedder, tiny_evt
+from soundctm.metrics.pretrained.text import LaionClapText
+from soundctm.metrics.pretrained.weights import WEIGHTS, weight_path
+from soundctm.metrics.registry import get_embedder
+from soundctm.nn.vae import AudioAutoencoder
 from soundctm.paths import MissingAssetsError, audiocaps_dir, cache_dir, weights_dir
+from soundctm.presets import PAPER_AUDIO
+from soundctm.train.components import get_tiny_components
+from soundctm.train.tiny import distill_tiny_student, train_tiny_teacher
 
 __all__ = ["Unit", "Components", "Tier", "TINY", "PAPER", "TIERS", "get_tier", "tiny_components", "paper_assets"]
 
@@ -64,18 +76,34 @@ class Tier:
 # ----------------------------------------------------------------------------------------- tiny
 
 
-def _tiny_load(cache=None) -> Components:
-    from soundctm.train.components import get_tiny_components
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    """Run a block with `n` torch threads (restored afterwards).
 
-    corpus, vae, clap = get_tiny_components(cache, progress=False)
+    Training is bit-reproducible for a given seed, torch build and thread count, but not across
+    thread counts (float reductions split differently, and the difference grows over training), so
+    the tiny tier trains everything with TRAIN_THREADS whatever `--threads` the user gives."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+TRAIN_THREADS = 1
+
+
+def _tiny_load(cache=None) -> Components:
+
+    with pinned_threads(TRAIN_THREADS):
+        corpus, vae, clap = get_tiny_components(cache, progress=False)
     root = Path(cache).expanduser() if cache is not None else cache_dir()
     return tiny_components(corpus, vae, clap, evaluators=root / "tiny" / "evaluators")
 
 
 def tiny_components(corpus, vae, clap, *, evaluators: Path) -> Components:
     """The tiny tier's components from a built corpus, a VAE, a tiny CLAP and an evaluator directory."""
-    from soundctm.data.corpus import render_take
-    from soundctm.metrics.indomain import TinyClapEmbedder, tiny_evt
 
     evt = tiny_evt(corpus_root=corpus.root, cache=evaluators, log=True)
     clap_emb = TinyClapEmbedder(clap)
@@ -96,16 +124,16 @@ def tiny_components(corpus, vae, clap, *, evaluators: Path) -> Components:
 
 
 def _tiny_build(run, teacher_export, cache=None) -> Path:
-    from soundctm.train.distill import distill_tiny_student
-    from soundctm.train.teacher import train_tiny_teacher
 
     opts = dict(run.options)
     (seed,) = run.seeds
     preset = TINY.presets[run.backbone]
-    if run.kind == "teacher":
-        return train_tiny_teacher(cache, preset, seed=seed, progress=False, **opts)
-    distance = opts.pop("distance", "d_teacher")
-    return distill_tiny_student(teacher_export, preset, distance, cache=cache, seed=seed, progress=False, **opts)
+    with pinned_threads(TRAIN_THREADS):
+        if run.kind == "teacher":
+            return train_tiny_teacher(cache, preset, seed=seed, progress=False, threads=TRAIN_THREADS, **opts)
+        distance = opts.pop("distance", "d_teacher")
+        return distill_tiny_student(teacher_export, preset, distance, cache=cache, seed=seed, progress=False,
+                                    threads=TRAIN_THREADS, **opts)
 
 
 TINY = Tier(
@@ -126,7 +154,6 @@ TINY = Tier(
 
 def paper_assets() -> dict[str, Path]:
     """Every file the paper tier needs; raises one MissingAssetsError naming all absent ones."""
-    from soundctm.metrics.pretrained.weights import WEIGHTS, weight_path
 
     ac = audiocaps_dir()
     need = {
@@ -152,12 +179,6 @@ def paper_assets() -> dict[str, Path]:
 
 
 def _paper_load(cache=None) -> Components:
-    from soundctm.data.audiocaps import AudioCapsDataset
-    from soundctm.data.latent_cache import file_checksum
-    from soundctm.metrics.registry import get_embedder
-    from soundctm.nn.text_pretrained import LaionClapText
-    from soundctm.nn.vae import AudioAutoencoder
-    from soundctm.presets import PAPER_AUDIO
 
     assets = paper_assets()
     device = PAPER.device
