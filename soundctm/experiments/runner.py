@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from soundctm.data.latent_cache import file_checksum
+from soundctm.distributed import map_tasks
 from soundctm.edm import SIGMA_MAX, karras_sigmas
 from soundctm.experiments.claims import Verdict, check
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, metric_dists
-from soundctm.experiments.tier import Components, Tier, get_tier
+from soundctm.experiments.tier import TIERS, Components, Tier, get_tier
 from soundctm.io import load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
@@ -85,7 +86,7 @@ class TableResult:
     dists: dict[str, dict[str, Dist]]
     seconds: dict[str, list[float]]
     verdicts: list[Verdict]
-    columns: dict[str, str]  # metric family -> column name, e.g. "fd" -> "FD[tiny-evt-v1]"
+    columns: dict[str, str]  # metric family -> column name, e.g. "fd" -> "FD[tiny-evt]"
     n_items: dict[str, int]
     artifacts: dict[str, str]
     models: dict[str, list[str]]
@@ -157,8 +158,6 @@ class Runner:
         for stage in (sorted(teachers, key=repr), sorted(students, key=repr)):
             jobs = [(r, s) for r in stage for s in r.seeds if r not in self._exports]
             if self.workers > 1 and len(jobs) > 1:
-                from soundctm.distributed import map_tasks
-
                 teacher_of = {r: (self.exports(r.teacher)[0] if r.teacher else None) for r, _ in jobs}
                 args = [(self.tier.name, r.single(s), teacher_of[r], self.cache) for r, s in jobs]
                 paths = map_tasks(_build_task, args, workers=self.workers)
@@ -288,12 +287,18 @@ class Runner:
         _save_scores(path, sc, {"reference": True})
         return sc
 
-    def scores(self, row: Row) -> ItemScores:
+    def _scores_settings(self, row: Row) -> dict:
         gen = row.generation_settings()
         if row.source == "sampler":
             gen["models"] = [file_sha(p) for p in self.exports(row.run)]
-        key_settings = {**self._base_settings(), "row": gen, "scores": 1,
-                        "code": [code_hash(SCORING_CODE), code_hash(GENERATION_CODE)]}
+        return {**self._base_settings(), "row": gen, "scores": 1,
+                "code": [code_hash(SCORING_CODE), code_hash(GENERATION_CODE)]}
+
+    def scores_path(self, row: Row) -> Path:
+        return self.store / f"scores-{settings_hash(self._scores_settings(row))}.npz"
+
+    def scores(self, row: Row) -> ItemScores:
+        key_settings = self._scores_settings(row)
         path = self.store / f"scores-{settings_hash(key_settings)}.npz"
         if path.exists():
             return _load_scores(path)
@@ -370,6 +375,13 @@ class Runner:
                            time.time() - t_start, skipped)
 
     def _score_all(self, rows: list[Row]) -> dict[str, ItemScores]:
+        """Every row's scores; with workers > 1 the missing ones are computed as Ray tasks (each writes
+        its artifact to the shared store), then all are read back in this process."""
+        if self.workers > 1 and self.tier.name in TIERS and TIERS[self.tier.name] is self.tier:
+            todo = [r for r in rows if not self.scores_path(r).exists()]
+            args = [(self.tier.name, self.cache, self.seed, self.n_units, self.S, self.n_boot, str(self.store), r)
+                    for r in todo]
+            map_tasks(_score_task, args, workers=self.workers)
         return {r.name: self.scores(r) for r in rows}
 
 
@@ -390,6 +402,15 @@ def _load_scores(path: Path) -> ItemScores:
     with np.load(path, allow_pickle=False) as f:
         return ItemScores(f["unit"], f["frames"], f["frame_counts"], f["probs"] if "probs" in f else None,
                           f["clap"] if "clap" in f else None, f["pair"])
+
+
+def _score_task(tier_name: str, cache, seed, n_units, S, n_boot, store, row: Row) -> str:
+    """A Ray task: score one row of a registry tier into the shared artifact store."""
+    torch.set_num_threads(1)
+    r = Runner(get_tier(tier_name), cache, seed=seed, n_units=n_units, samples_per_caption=S, n_boot=n_boot,
+               store=store)
+    r.scores(row)
+    return str(r.scores_path(row))
 
 
 def _build_task(tier_name: str, run: Run, teacher_export, cache) -> str:
