@@ -97,8 +97,8 @@ def decide(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[
             rel = "<<" if LOWER_IS_BETTER[m] else ">>"
         else:
             gap = (db.value - da.value) if LOWER_IS_BETTER[m] else (da.value - db.value)
-            ok = gap > -c.margin if c.margin > 0 else gap > 0
-            rel = ("<" if LOWER_IS_BETTER[m] else ">") + ("=" if c.margin > 0 else "")
+            ok = gap > -c.margin if c.margin > 0 else gap > 0  # "a better than b" (within margin)
+            rel = "<" if LOWER_IS_BETTER[m] else ">"
         return Verdict(c.id, c.text, bool(ok), da.value - db.value, alo, ahi, c.margin,
                        f"{m}: {c.a} {da.value:.4g} [{alo:.4g}, {ahi:.4g}] {rel} {c.b} {db.value:.4g} "
                        f"[{blo:.4g}, {bhi:.4g}]")

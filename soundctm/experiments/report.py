@@ -35,11 +35,11 @@ def to_frame(res: TableResult) -> pd.DataFrame:
     """One row per table row: settings, value/lo/hi per metric column, seconds, the paper's numbers."""
     recs = []
     for r in res.table.rows:
-        rec = {"row": r.name, "model": r.display, "source": r.source,
-               "steps": r.steps if r.source == "sampler" else None,
-               "omega": r.omega if r.source == "sampler" else None,
-               "nu": r.nu if r.sampler == "ctm" and r.source == "sampler" else None,
-               "gamma": r.gamma if r.sampler == "ctm" and r.source == "sampler" else None,
+        sampled = r.source == "sampler"
+        student = sampled and r.sampler == "ctm" and r.not_run is None
+        rec = {"row": r.name, "model": r.display, "source": r.source, "sampler": r.sampler if sampled else None,
+               "steps": r.steps if sampled else None, "omega": r.omega if sampled else None,
+               "nu": r.nu if student else None, "gamma": r.gamma if student else None,
                "n_clips": res.n_items.get(r.name), "not_run": res.skipped.get(r.name)}
         for m, col in res.columns.items():
             d = res.dists.get(r.name, {}).get(m)
@@ -65,7 +65,7 @@ def verdict_lines(res: TableResult) -> list[str]:
 
 
 def to_markdown(res: TableResult, meta: dict) -> str:
-    df = to_frame(res)
+    df = to_frame(res).astype(object)
     head = ["Model", "steps", "ω", "ν"] + list(res.columns.values()) + ["seconds/sample"] + [
         f"paper {c}" for c in res.table.paper_columns]
     lines = [f"# {res.table.title} — {res.tier.name} tier", ""]
@@ -91,7 +91,8 @@ def to_markdown(res: TableResult, meta: dict) -> str:
                 cells.append("-" if v is None or v != v else f"{_sig(v)} ± {_sig((hi - lo) / 2)}")
             cells.append(_fmt(rec["seconds/sample"], 4))
         paper = [_fmt(rec[f"paper {c}"], 2) for c in res.table.paper_columns]
-        lines.append("| " + " | ".join([r.display, _fmt(rec["steps"]), _fmt(rec["omega"], 1), _fmt(rec["nu"], 1)]
+        steps = "-" if rec["steps"] is None or rec["steps"] != rec["steps"] else str(int(rec["steps"]))
+        lines.append("| " + " | ".join([r.display, steps, _fmt(rec["omega"], 1), _fmt(rec["nu"], 1)]
                                          + cells + paper) + " |")
     lines += ["", "## Claims", ""] + verdict_lines(res)
     return "\n".join(lines) + "\n"
