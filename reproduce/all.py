@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # registry: table id -> declaration script (each defines TABLE)
-TABLES = {"instrument": "instrument.py", "3": "table3.py"}
+TABLES = {"instrument": "instrument.py", "3": "table3.py", "steps_diagnostic": "steps_diagnostic.py"}
 
 
 def _script_dir() -> Path:
