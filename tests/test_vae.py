@@ -1,5 +1,6 @@
-"""The DAC-style Gaussian VAE: shapes, parameter count, owned latent normalisation, persistence,
-input checks, a short training run, and the evaluation helpers against their baselines."""
+"""The Gaussian VAEs (DAC-style waveform and STFT / iSTFT): shapes, parameter count, owned latent
+normalisation, persistence, input checks, short training runs, and the evaluation helpers against
+their baselines."""
 
 from __future__ import annotations
 
@@ -9,22 +10,35 @@ import math
 import pytest
 import torch
 
-from soundctm.nn.vae import AudioAutoencoder, VAEConfig, count_parameters, vae_config
+from soundctm.nn.vae import (
+    AudioAutoencoder,
+    VAEConfig,
+    count_parameters,
+    istft_same,
+    stft_same,
+    vae_config,
+)
 from soundctm.presets import PAPER_AUDIO, TINY_AUDIO
 from soundctm.train.vae import (
     VAETrainConfig,
     baseline_lowpass,
     baseline_silence,
     kl_loss,
+    multiresolution_stft_loss,
     multiscale_mel_distance,
     multiscale_stft_distance,
     si_sdr,
     train_vae,
     vae_loss,
+    vae_train_config,
 )
 
-# an even smaller architecture than the tiny preset (same hop and latent size) for fast tests
-MICRO = dataclasses.replace(vae_config("tiny"), encoder_dim=4, decoder_dim=32)
+# even smaller architectures than the tiny presets (same hop and latent size) for fast tests
+MICRO = dataclasses.replace(vae_config("tiny-dac"), encoder_dim=4, decoder_dim=32)
+MICRO_STFT = dataclasses.replace(
+    vae_config("tiny-stft"), encoder_dim=32, decoder_dim=32, encoder_blocks=1, decoder_blocks=2
+)
+BOTH = pytest.mark.parametrize("cfg", [MICRO, MICRO_STFT], ids=["dac", "stft"])
 FAST_MEL = {"mel_windows": (64, 256, 1024), "mel_bins": (10, 40, 80)}
 
 
@@ -48,17 +62,60 @@ def _tones(n: int, length: int, sr: int = 16000, seed: int = 0) -> torch.Tensor:
     return (x * env).float()
 
 
-def test_tiny_preset_matches_tier_audio_spec():
-    cfg = vae_config("tiny")
+@pytest.mark.parametrize("name", ["tiny", "tiny-stft", "tiny-dac"])
+def test_tiny_presets_match_tier_audio_spec(name):
+    cfg = vae_config(name)
     assert cfg.hop == TINY_AUDIO.hop
     assert cfg.latent_channels == TINY_AUDIO.latent_channels
     assert cfg.sample_rate == TINY_AUDIO.sample_rate
-    vae = AudioAutoencoder(cfg)
+    vae = AudioAutoencoder(cfg).eval()
     x = _tones(2, 4096)
-    z = vae.encode(x)
-    assert z.shape == (2, 16, 4096 // 256)
-    assert vae.decode(z).shape == x.shape
+    with torch.no_grad():
+        z = vae.encode(x)
+        assert z.shape == (2, 16, 4096 // 256)
+        y = vae.decode(z)
+    assert y.shape == x.shape and y.abs().max() <= 1.0
     assert vae.latent_frames(TINY_AUDIO.clip_samples) == TINY_AUDIO.latent_frames == 128
+    with torch.no_grad():  # a full tiny-tier clip gives the diffusion presets' latent [16, 128]
+        assert vae.encode(torch.zeros(1, 1, TINY_AUDIO.clip_samples)).shape == (1, 16, 128)
+
+
+def test_tiny_default_is_the_stft_design_and_the_dac_design_stays_selectable():
+    assert vae_config("tiny") == vae_config("tiny-stft")
+    assert vae_config("tiny").architecture == "stft"
+    dac = vae_config("tiny-dac")
+    assert dac.architecture == "dac"
+    # a DAC config's dict has no STFT-only keys, so checkpoints written before they existed keep
+    # their checksums (and load: VAEConfig.from_dict of the old dict is the same config)
+    assert not {"architecture", "n_fft", "encoder_blocks", "decoder_blocks"} & set(dac.to_dict())
+    assert VAEConfig.from_dict(dac.to_dict()) == dac
+    stft = vae_config("tiny-stft")
+    assert VAEConfig.from_dict(stft.to_dict()) == stft
+    assert vae_train_config("tiny") == vae_train_config("tiny-stft")
+    assert vae_train_config("tiny-dac") == VAETrainConfig()
+    with pytest.raises(ValueError, match="unknown VAE training preset"):
+        vae_train_config("huge")
+
+
+def test_stft_same_framing_and_perfect_reconstruction():
+    x = _tones(3, 4096) + 0.01 * torch.randn(3, 1, 4096, generator=torch.Generator().manual_seed(0))
+    win = torch.hann_window(1024)
+    spec = stft_same(x, 1024, 256, win)
+    assert spec.shape == (3, 513, 4096 // 256)
+    torch.testing.assert_close(istft_same(spec, 1024, 256, win), x, atol=1e-5, rtol=0)
+
+
+def test_stft_decoder_output_and_gradients():
+    torch.manual_seed(0)
+    vae = AudioAutoencoder(MICRO_STFT)
+    x = _tones(2, 2048)
+    y, mean, logvar = vae(x, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and mean.shape == logvar.shape == (2, 16, 8)
+    assert y.abs().max() <= 1.0
+    multiresolution_stft_loss(y, x).sum().backward()
+    for name, p in vae.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert any(p.grad.abs().sum() > 0 for p in vae.encoder.parameters())
 
 
 def test_paper_preset_parameter_count_and_shapes_on_meta():
@@ -80,12 +137,17 @@ def test_paper_preset_parameter_count_and_shapes_on_meta():
 def test_config_validation():
     with pytest.raises(ValueError, match="same product"):
         VAEConfig(encoder_rates=(4, 4), decoder_rates=(4, 8))
+    with pytest.raises(ValueError, match="unknown VAE architecture"):
+        dataclasses.replace(vae_config("tiny"), architecture="mel")
+    with pytest.raises(ValueError, match="n_fft"):
+        dataclasses.replace(vae_config("tiny"), n_fft=128)
     with pytest.raises(ValueError, match="unknown VAE preset"):
         vae_config("huge")
 
 
-def test_length_not_multiple_of_hop_is_a_clear_error():
-    vae = AudioAutoencoder(MICRO)
+@BOTH
+def test_length_not_multiple_of_hop_is_a_clear_error(cfg):
+    vae = AudioAutoencoder(cfg)
     with pytest.raises(ValueError, match="multiple of the VAE hop 256"):
         vae.encode(torch.zeros(1, 1, 1000))
     with pytest.raises(ValueError, match=r"\[B, 1, N\]"):
@@ -94,9 +156,10 @@ def test_length_not_multiple_of_hop_is_a_clear_error():
         vae.decode(torch.zeros(1, 3, 4))
 
 
-def test_normalisation_round_trip_and_persistence(tmp_path):
+@BOTH
+def test_normalisation_round_trip_and_persistence(tmp_path, cfg):
     torch.manual_seed(0)
-    vae = AudioAutoencoder(MICRO).eval()
+    vae = AudioAutoencoder(cfg).eval()
     x = _tones(6, 1024)
     with torch.no_grad():
         raw, _ = vae.encode_posterior(x)
@@ -134,8 +197,9 @@ def test_load_rejects_other_files(tmp_path):
         AudioAutoencoder.load(p)
 
 
-def test_sampled_encoding_differs_and_is_seeded():
-    vae = AudioAutoencoder(MICRO).eval()
+@BOTH
+def test_sampled_encoding_differs_and_is_seeded(cfg):
+    vae = AudioAutoencoder(cfg).eval()
     x = _tones(2, 1024)
     with torch.no_grad():
         a = vae.encode(x, sample=True, generator=torch.Generator().manual_seed(1))
@@ -151,13 +215,18 @@ def test_kl_is_zero_for_standard_normal_posterior():
     assert (kl_loss(m + 1, torch.zeros_like(m)) > 0).all()
 
 
-def test_a_few_training_steps_reduce_the_loss():
+@pytest.mark.parametrize(
+    "arch,extra",
+    [(MICRO, {}), (MICRO_STFT, {"stft_weight": 1.0, "stft_windows": (256, 1024)})],
+    ids=["dac", "stft"],
+)
+def test_a_few_training_steps_reduce_the_loss(arch, extra):
     torch.manual_seed(0)
     audio = _tones(8, 2048)
     cfg = VAETrainConfig(
-        steps=30, batch_size=4, crop_samples=1024, lr=3e-3, warmup_steps=2, seed=0, **FAST_MEL
+        steps=30, batch_size=4, crop_samples=1024, lr=3e-3, warmup_steps=2, seed=0, **FAST_MEL, **extra
     )
-    vae = AudioAutoencoder(MICRO)
+    vae = AudioAutoencoder(arch)
     fixed = audio[:4, :, :1024]
     with torch.no_grad():
         before = vae_loss(vae, fixed, cfg, torch.Generator().manual_seed(0))[0].item()
@@ -168,14 +237,18 @@ def test_a_few_training_steps_reduce_the_loss():
     assert hist["loss"][-1] < hist["loss"][0]
 
 
-def test_training_is_deterministic():
+@BOTH
+def test_training_is_deterministic(cfg):
     audio = _tones(4, 2048)
-    cfg = VAETrainConfig(steps=3, batch_size=2, crop_samples=1024, warmup_steps=1, seed=3, **FAST_MEL)
+    tcfg = VAETrainConfig(
+        steps=3, batch_size=2, crop_samples=1024, warmup_steps=1, seed=3, stft_weight=1.0,
+        stft_windows=(256, 512), **FAST_MEL
+    )
     outs = []
     for _ in range(2):
         torch.manual_seed(0)
-        vae = AudioAutoencoder(MICRO)
-        train_vae(vae, audio, cfg, progress=False)
+        vae = AudioAutoencoder(cfg)
+        train_vae(vae, audio, tcfg, progress=False)
         outs.append(vae.checksum())
     assert outs[0] == outs[1]
 
@@ -186,6 +259,9 @@ def test_training_rejects_unaligned_crops_and_adversarial_weights():
         train_vae(vae, _tones(2, 2048), VAETrainConfig(crop_samples=1000), progress=False)
     with pytest.raises(ValueError, match="too short"):
         train_vae(vae, _tones(2, 2048), VAETrainConfig(crop_samples=512), progress=False)
+    with pytest.raises(ValueError, match="too short for the largest STFT window"):
+        train_vae(vae, _tones(2, 2048), VAETrainConfig(crop_samples=1024, stft_weight=1.0, **FAST_MEL),
+                  progress=False)
     with pytest.raises(NotImplementedError):
         VAETrainConfig(adv_weight=1.0)
 

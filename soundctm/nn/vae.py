@@ -13,6 +13,7 @@ the statistics are saved in the same safetensors file as the weights.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Iterable
@@ -34,6 +35,11 @@ __all__ = [
     "ResidualUnit",
     "Encoder",
     "Decoder",
+    "ConvNeXtBlock",
+    "STFTEncoder",
+    "ISTFTDecoder",
+    "stft_same",
+    "istft_same",
     "AudioAutoencoder",
     "count_parameters",
     "mel_filterbank",
@@ -52,6 +58,17 @@ class VAEConfig:
     decoder_rates: strides of the decoder stages (product must equal the hop).
     latent_channels: C of the latent z: [B, C, N / hop].
     sample_rate: audio sample rate in Hz (metadata; the network itself is rate-agnostic).
+    architecture: "dac" (the waveform conv VAE above) or "stft" (`STFTEncoder` / `ISTFTDecoder`:
+      an STFT-domain encoder and a Vocos-style decoder that predicts log-magnitude and phase per
+      frame and synthesises the waveform by inverse STFT). For "stft" the rates only define the
+      hop (their product; no strided convolutions), encoder_dim / decoder_dim are the widths of
+      the ConvNeXt stacks and the fields below apply.
+    n_fft: STFT size of the "stft" architecture (window = n_fft, periodic Hann).
+    encoder_blocks / decoder_blocks: ConvNeXt blocks of the "stft" encoder / decoder.
+    phase: how the "stft" decoder makes phases: "absolute" (Vocos: a phase per frame and bin) or
+      "integrated" (a phase-vocoder head: per frame and bin an instantaneous-frequency deviation
+      from the bin's centre, accumulated over frames from a predicted initial phase, so a steady or
+      gliding partial keeps a coherent phase from frame to frame).
     """
 
     encoder_dim: int = 64
@@ -61,6 +78,11 @@ class VAEConfig:
     latent_channels: int = 64
     sample_rate: int = 44100
     dilations: tuple[int, ...] = field(default=(1, 3, 9))
+    architecture: str = "dac"
+    n_fft: int = 1024
+    encoder_blocks: int = 3
+    decoder_blocks: int = 6
+    phase: str = "absolute"
 
     def __post_init__(self):
         # accept lists (e.g. from JSON metadata) but store tuples so the config stays hashable
@@ -73,7 +95,18 @@ class VAEConfig:
             )
         if any(r < 1 for r in self.encoder_rates + self.decoder_rates):
             raise ValueError("rates must be positive integers")
-        if self.decoder_dim % (2 ** len(self.decoder_rates)) != 0:
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown VAE architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
+        if self.architecture == "stft":
+            if self.n_fft < self.hop or (self.n_fft - self.hop) % 2:
+                raise ValueError(
+                    f"n_fft={self.n_fft} must be >= the hop {self.hop} and differ from it by an even number"
+                )
+            if min(self.encoder_blocks, self.decoder_blocks) < 0:
+                raise ValueError("encoder_blocks / decoder_blocks must be >= 0")
+            if self.phase not in PHASE_MODES:
+                raise ValueError(f"unknown phase mode {self.phase!r}; expected one of {PHASE_MODES}")
+        elif self.decoder_dim % (2 ** len(self.decoder_rates)) != 0:
             raise ValueError(
                 f"decoder_dim={self.decoder_dim} must be divisible by 2**{len(self.decoder_rates)} "
                 "(each up-sampling stage halves the channels)"
@@ -85,12 +118,22 @@ class VAEConfig:
         return math.prod(self.encoder_rates)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        if self.architecture == "dac":
+            # the "stft" fields do not apply: leave them out, so a DAC config has the same dict (and
+            # checkpoints / cache keys the same checksums) as before the field existed
+            for k in _STFT_ONLY_FIELDS:
+                d.pop(k)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> VAEConfig:
         return cls(**d)
 
+
+ARCHITECTURES = ("dac", "stft")
+_STFT_ONLY_FIELDS = ("architecture", "n_fft", "encoder_blocks", "decoder_blocks", "phase")
+PHASE_MODES = ("absolute", "integrated")
 
 VAE_PRESETS: dict[str, VAEConfig] = {
     # App. C.2: encoder dim 64 rates [4,4,8,8]; decoder dim 1536 rates [8,8,4,4]; 64 latent channels;
@@ -104,7 +147,8 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         sample_rate=44100,
     ),
     # tiny tier (soundctm.presets.TINY_AUDIO): 16 kHz, hop 256, 16 latent channels.
-    "tiny": VAEConfig(
+    # The original tiny design: the DAC waveform VAE scaled down (kept selectable by name).
+    "tiny-dac": VAEConfig(
         encoder_dim=16,
         encoder_rates=(4, 4, 4, 4),
         decoder_dim=128,
@@ -112,11 +156,27 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         latent_channels=16,
         sample_rate=16000,
     ),
+    # The tiny tier's default: STFT-domain encoder + Vocos-style iSTFT decoder at the same hop
+    # and latent size (16 x N / 256), far more transparent per CPU second than "tiny-dac".
+    "tiny-stft": VAEConfig(
+        encoder_dim=256,
+        encoder_rates=(4, 4, 4, 4),
+        decoder_dim=256,
+        decoder_rates=(4, 4, 4, 4),
+        latent_channels=16,
+        sample_rate=16000,
+        architecture="stft",
+        n_fft=1024,
+        encoder_blocks=3,
+        decoder_blocks=6,
+    ),
 }
+VAE_PRESETS["tiny"] = VAE_PRESETS["tiny-stft"]
 
 
 def vae_config(name: str) -> VAEConfig:
-    """Named architecture preset: "paper" (App. C.2) or "tiny"."""
+    """Named architecture preset: "paper" (App. C.2), "tiny" (= "tiny-stft", the tiny tier's
+    default) or "tiny-dac" (the tiny tier's original waveform DAC design)."""
     try:
         return VAE_PRESETS[name]
     except KeyError:
@@ -275,11 +335,161 @@ class Decoder(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
+# the "stft" architecture: STFT-domain encoder + Vocos-style iSTFT decoder
+
+
+def stft_same(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Complex STFT with "same" framing: exactly N / hop frames, frame t centred on sample
+    t * hop + hop / 2 (reflect padding of (n_fft - hop) / 2 on both sides, no centring).
+
+    x: [B, 1, N] -> [B, n_fft // 2 + 1, N / hop] complex.
+    """
+    pad = (n_fft - hop) // 2
+    x = x.reshape(x.shape[0], 1, -1)
+    mode = "reflect" if x.shape[-1] > pad else "constant"
+    x = nn.functional.pad(x, (pad, pad), mode=mode)[:, 0]
+    return torch.stft(x, n_fft, hop_length=hop, window=window, center=False, return_complex=True)
+
+
+def istft_same(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Inverse of `stft_same` (windowed overlap-add divided by the squared-window envelope, as
+    in Vocos' "same"-padding ISTFT; torch.istft cannot trim an uncentred signal).
+
+    spec: [B, n_fft // 2 + 1, T] complex -> [B, 1, T * hop].
+    """
+    b, _, t = spec.shape
+    pad = (n_fft - hop) // 2
+    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]  # [B, n_fft, T]
+    size = (t - 1) * hop + n_fft
+    fold = functools.partial(nn.functional.fold, output_size=(1, size), kernel_size=(1, n_fft), stride=(1, hop))
+    y = fold(frames)[:, 0, 0, pad : size - pad]
+    env = fold(window.square()[None, :, None].expand(1, n_fft, t))[0, 0, 0, pad : size - pad]
+    return (y / env.clamp_min(1e-8))[:, None]
+
+
+class ConvNeXtBlock(nn.Module):
+    """Vocos / ConvNeXt-1D block: depthwise conv7 -> LayerNorm -> Linear(d, 3d) -> GELU ->
+    Linear(3d, d) -> layer scale, added to the input. x: [B, d, T] -> [B, d, T]."""
+
+    def __init__(self, dim: int, layer_scale: float):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, kernel_size=7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pw1 = nn.Linear(dim, 3 * dim)
+        self.act = nn.GELU()
+        self.pw2 = nn.Linear(3 * dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.dwconv(x).transpose(1, 2)
+        h = self.pw2(self.act(self.pw1(self.norm(h))))
+        return x + (self.gamma * h).transpose(1, 2)
+
+
+class _ConvNeXtStack(nn.Module):
+    """conv embedding -> LayerNorm -> n ConvNeXt blocks -> LayerNorm. [B, c_in, T] -> [B, T, d]."""
+
+    def __init__(self, c_in: int, dim: int, n_blocks: int, kernel_size: int = 7):
+        super().__init__()
+        self.embed = nn.Conv1d(c_in, dim, kernel_size=kernel_size, padding=kernel_size // 2)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList([ConvNeXtBlock(dim, 1.0 / max(1, n_blocks)) for _ in range(n_blocks)])
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.embed(x).transpose(1, 2)).transpose(1, 2)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.final_norm(h.transpose(1, 2))
+
+
+class STFTEncoder(nn.Module):
+    """Waveform -> posterior parameters through the STFT. wav: [B, 1, N] -> (mean, logvar): [B, C, N / hop].
+
+    Per frame (n_fft window, hop = prod(encoder_rates), `stft_same` framing) the features are the
+    log magnitude and the compressed real / imaginary parts (sign(x) log(1 + |x|)) of the
+    spectrum; a ConvNeXt stack over frames maps them to the Gaussian posterior.
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.n_fft, self.hop = cfg.n_fft, cfg.hop
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        bins = cfg.n_fft // 2 + 1
+        # a per-frame (kernel 1) embedding of the 3 x 513 features; the blocks mix neighbouring frames
+        self.backbone = _ConvNeXtStack(3 * bins, cfg.encoder_dim, cfg.encoder_blocks, kernel_size=1)
+        self.head = nn.Linear(cfg.encoder_dim, 2 * cfg.latent_channels)
+        with torch.no_grad():
+            self.head.bias[cfg.latent_channels :].fill_(LOGVAR_INIT)
+        self.out_dim = cfg.encoder_dim
+
+    def features(self, wav: torch.Tensor) -> torch.Tensor:
+        """wav: [B, 1, N] -> [B, 3 (n_fft / 2 + 1), N / hop]."""
+        spec = stft_same(wav, self.n_fft, self.hop, self.window)
+        mag = spec.abs()
+        comp = lambda v: torch.sign(v) * torch.log1p(v.abs())  # noqa: E731
+        return torch.cat([torch.log(mag + 1e-5), comp(spec.real), comp(spec.imag)], dim=1)
+
+    def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.head(self.backbone(self.features(wav))).transpose(1, 2)
+        mean, logvar = h.chunk(2, dim=1)
+        return mean, logvar.clamp(-30.0, 20.0)
+
+
+class ISTFTDecoder(nn.Module):
+    """Latent (un-normalised) -> waveform via a Vocos-style iSTFT head. z: [B, C, T] -> wav: [B, 1, T * hop].
+
+    A ConvNeXt stack over latent frames predicts, per frame, log|S| (exp, capped at 1000) and a
+    phase p (`config.phase`: directly, or integrated over frames from instantaneous-frequency
+    deviations); S = |S| (cos p + i sin p) is inverted by `istft_same` and clamped to [-1, 1].
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.n_fft, self.hop = cfg.n_fft, cfg.hop
+        self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
+        self.bins = cfg.n_fft // 2 + 1
+        self.phase_mode = cfg.phase
+        self.backbone = _ConvNeXtStack(cfg.latent_channels, cfg.decoder_dim, cfg.decoder_blocks)
+        n_out = 2 * self.bins if cfg.phase == "absolute" else 3 * self.bins
+        self.head = nn.Linear(cfg.decoder_dim, n_out)
+        # phase advance per hop of a partial at the centre of bin k: 2 pi k hop / n_fft
+        centre = 2 * math.pi * torch.arange(self.bins, dtype=torch.float64) * cfg.hop / cfg.n_fft
+        self.register_buffer("bin_advance", torch.remainder(centre, 2 * math.pi).float(), persistent=False)
+
+    def phases(self, h: torch.Tensor) -> torch.Tensor:
+        """Head output [B, (2|3) bins, T] -> phases [B, bins, T]."""
+        if self.phase_mode == "absolute":
+            return h[:, self.bins :]
+        # integrated: phi_t = phi_0 + sum_{tau <= t} (bin advance + pi tanh(u_tau)), with phi_0
+        # predicted from the first frame (the deviation of frame 0 is not used)
+        dev = math.pi * torch.tanh(h[:, self.bins : 2 * self.bins])
+        step = self.bin_advance[None, :, None] + dev
+        step = torch.cat([torch.zeros_like(step[..., :1]), step[..., 1:]], dim=-1)
+        return h[:, 2 * self.bins :, :1] + torch.cumsum(step, dim=-1)
+
+    def spectrum(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z: [B, C, T] -> (log magnitude, phase): [B, n_fft / 2 + 1, T] each (`stft_same` framing)."""
+        h = self.head(self.backbone(z)).transpose(1, 2)  # [B, (2|3) bins, T]
+        return h[:, : self.bins], self.phases(h)
+
+    def synthesise(self, logmag: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """(log magnitude, phase) [B, bins, T] -> wav [B, 1, T * hop] in [-1, 1]."""
+        mag = logmag.exp().clamp(max=1e3)  # a full-scale partial peaks near n_fft / 4 = 256
+        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+        return istft_same(spec, self.n_fft, self.hop, self.window).clamp(-1.0, 1.0)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.synthesise(*self.spectrum(z))
+
+
+# ----------------------------------------------------------------------------------------------
 # the autoencoder
 
 
 class AudioAutoencoder(nn.Module):
-    """DAC-style Gaussian VAE that owns its latent normalisation.
+    """Gaussian VAE (DAC-style waveform or STFT / iSTFT, per `config.architecture`) that owns its
+    latent normalisation.
 
     Buffers: `latent_mean` [C], `latent_std` [C] (per-channel statistics of the posterior means on
     the training set) and `sigma_data` (scalar). Until `fit_normalisation` is called they are
@@ -291,8 +501,10 @@ class AudioAutoencoder(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
-        self.decoder = Decoder(config)
+        if config.architecture == "stft":
+            self.encoder, self.decoder = STFTEncoder(config), ISTFTDecoder(config)
+        else:
+            self.encoder, self.decoder = Encoder(config), Decoder(config)
         c = config.latent_channels
         self.register_buffer("latent_mean", torch.zeros(c))
         self.register_buffer("latent_std", torch.ones(c))

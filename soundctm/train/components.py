@@ -36,7 +36,7 @@ from soundctm.nn.vae import AudioAutoencoder, VAEConfig, vae_config
 from soundctm.paths import tiny_components_dir
 from soundctm.provenance import provenance
 from soundctm.train.text import TextTrainConfig, retrieval_recall, train_clap
-from soundctm.train.vae import VAETrainConfig, evaluate_reconstruction, train_vae
+from soundctm.train.vae import VAETrainConfig, evaluate_reconstruction, train_vae, vae_train_config
 
 __all__ = [
     "TinyComponentsConfig",
@@ -57,8 +57,10 @@ class TinyComponentsConfig:
     """Every setting that determines the tiny components (part of their cache keys)."""
 
     seed: int = 0
+    # the tiny VAE design: "tiny" (= "tiny-stft", STFT encoder + iSTFT decoder); `with_vae("tiny-dac")`
+    # selects the original waveform DAC design with its own training recipe
     vae: VAEConfig = field(default_factory=lambda: vae_config("tiny"))
-    vae_train: VAETrainConfig = VAETrainConfig()
+    vae_train: VAETrainConfig = vae_train_config("tiny")
     sigma_data: float = TINY_SIGMA_DATA
     text: TinyTextConfig = TinyTextConfig()
     audio: TinyAudioConfig = TinyAudioConfig()
@@ -74,6 +76,13 @@ class TinyComponentsConfig:
             "audio": dataclasses.asdict(self.audio),
             "clap_train": self.clap_train.to_dict(),
         }
+
+    def with_vae(self, name: str) -> TinyComponentsConfig:
+        """The same settings with the named tiny VAE design: architecture `vae_config(name)` and
+        its training recipe `vae_train_config(name)` (seed kept)."""
+        return dataclasses.replace(
+            self, vae=vae_config(name), vae_train=dataclasses.replace(vae_train_config(name), seed=self.seed)
+        )
 
     def with_seed(self, seed: int) -> TinyComponentsConfig:
         return dataclasses.replace(
@@ -292,6 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="results JSON (default: results/tiny/components.json)")
     p.add_argument("--force", action="store_true", help="retrain the VAE and CLAP even if cached")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--vae",
+        default="tiny",
+        choices=("tiny", "tiny-stft", "tiny-dac"),
+        help="tiny VAE design (default tiny = tiny-stft; tiny-dac is the original waveform VAE)",
+    )
     p.add_argument("--vae-steps", type=int, default=None)
     p.add_argument("--clap-steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
@@ -301,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = TinyComponentsConfig().with_seed(args.seed)
+    cfg = TinyComponentsConfig().with_seed(args.seed).with_vae(args.vae)
     if args.vae_steps is not None:
         cfg = dataclasses.replace(cfg, vae_train=dataclasses.replace(cfg.vae_train, steps=args.vae_steps))
     if args.clap_steps is not None:

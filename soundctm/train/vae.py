@@ -21,15 +21,18 @@ from scipy.signal import butter, sosfiltfilt
 from tqdm.auto import tqdm
 
 from soundctm.audio import log_mel, mel_filterbank, stft_magnitude
-from soundctm.nn.vae import AudioAutoencoder
+from soundctm.nn.vae import AudioAutoencoder, stft_same
 from soundctm.train.config import lr_at
 
 __all__ = [
     "VAETrainConfig",
+    "VAE_TRAIN_PRESETS",
+    "vae_train_config",
     "mel_filterbank",
     "log_mel",
     "multiscale_mel_loss",
     "spectral_convergence_loss",
+    "multiresolution_stft_loss",
     "kl_loss",
     "vae_loss",
     "train_vae",
@@ -63,6 +66,12 @@ class VAETrainConfig:
     mel_weight: float = 15.0  # App. C.2
     kl_weight: float = 1e-5  # App. C.2
     sc_weight: float = 0.0  # optional spectral convergence (not in the paper)
+    stft_weight: float = 0.0  # optional multi-resolution STFT magnitude loss (not in the paper)
+    stft_windows: tuple[int, ...] = (512, 1024, 2048)
+    # "stft" VAEs only: L1 between the decoder's predicted log magnitude and the input's own
+    # log(|STFT| + spectrum_eps) in the decoder's framing (a direct target for the iSTFT head)
+    spectrum_weight: float = 0.0
+    spectrum_eps: float = 1e-3
     adv_weight: float = 0.0  # App. C.2 uses 1.0 (needs a discriminator; not implemented here)
     fm_weight: float = 0.0  # App. C.2 uses 2.0 (needs a discriminator; not implemented here)
     mel_windows: tuple[int, ...] = DAC_MEL_WINDOWS
@@ -70,7 +79,7 @@ class VAETrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("betas", "mel_windows", "mel_bins"):
+        for name in ("betas", "mel_windows", "mel_bins", "stft_windows"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if len(self.mel_windows) != len(self.mel_bins):
             raise ValueError("mel_windows and mel_bins must have the same length")
@@ -81,7 +90,40 @@ class VAETrainConfig:
             )
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        # unused terms: keep the dict (cache keys) of settings that predate them
+        if not self.stft_weight:
+            d.pop("stft_windows")
+            d.pop("stft_weight")
+        if not self.spectrum_weight:
+            d.pop("spectrum_weight")
+            d.pop("spectrum_eps")
+        return d
+
+
+# Training settings per tiny VAE design (`soundctm.nn.vae.VAE_PRESETS`): "tiny-dac" is the
+# original tiny recipe (the dataclass defaults), "tiny-stft" (= "tiny") the STFT / iSTFT VAE's.
+VAE_TRAIN_PRESETS: dict[str, VAETrainConfig] = {
+    "tiny-dac": VAETrainConfig(),
+    "tiny-stft": VAETrainConfig(
+        steps=600,
+        batch_size=8,
+        crop_samples=16384,
+        lr=1e-3,
+        stft_weight=5.0,
+    ),
+}
+VAE_TRAIN_PRESETS["tiny"] = VAE_TRAIN_PRESETS["tiny-stft"]
+
+
+def vae_train_config(name: str) -> VAETrainConfig:
+    """Named training preset matching a VAE architecture preset: "tiny" (= "tiny-stft") or "tiny-dac"."""
+    try:
+        return VAE_TRAIN_PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown VAE training preset {name!r}; expected one of {sorted(VAE_TRAIN_PRESETS)}"
+        ) from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,6 +158,25 @@ def spectral_convergence_loss(
     return total / len(windows)
 
 
+def multiresolution_stft_loss(
+    x_hat: torch.Tensor, x: torch.Tensor, windows=(512, 1024, 2048), eps: float = 1e-5
+) -> torch.Tensor:
+    """Multi-resolution STFT magnitude loss: mean over scales of the L1 distances of log magnitudes
+    and of linear magnitudes (hop = window / 4). x_hat, x: [B, 1, N] -> [B].
+
+    No spectral-convergence term: its per-example normalisation by ||S(x)|| explodes on the
+    near-silent crops of the tiny corpus.
+    """
+    total = x.new_zeros(x.shape[0])
+    for w in windows:
+        a = stft_magnitude(x_hat, w, w // 4)
+        b = stft_magnitude(x, w, w // 4)
+        lm = (torch.log(a + eps) - torch.log(b + eps)).abs().mean(dim=(1, 2))
+        lin = (a - b).abs().mean(dim=(1, 2))
+        total = total + lm + lin
+    return total / len(windows)
+
+
 def kl_loss(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, 1)), summed over channels, averaged over frames.
 
@@ -129,7 +190,20 @@ def vae_loss(
     vae: AudioAutoencoder, x: torch.Tensor, cfg: VAETrainConfig, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """One training objective evaluation. x: [B, 1, N] -> (scalar loss, parts)."""
-    x_hat, mean, logvar = vae(x, sample=True, generator=generator)
+    spectrum = None
+    if cfg.spectrum_weight:
+        if vae.config.architecture != "stft":
+            raise ValueError("spectrum_weight needs a VAE with architecture='stft'")
+        mean, logvar = vae.encode_posterior(x)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        logmag, phase = vae.decoder.spectrum(mean + (0.5 * logvar).exp() * noise)
+        x_hat = vae.decoder.synthesise(logmag, phase)
+        dec = vae.decoder
+        target = torch.log(stft_same(x, dec.n_fft, dec.hop, dec.window).abs() + cfg.spectrum_eps)
+        pred = torch.log(logmag.exp().clamp(max=1e3) + cfg.spectrum_eps)
+        spectrum = (pred - target).abs().mean(dim=(1, 2))
+    else:
+        x_hat, mean, logvar = vae(x, sample=True, generator=generator)
     sr = vae.sample_rate
     mel = multiscale_mel_loss(x_hat, x, sr, cfg.mel_windows, cfg.mel_bins)
     kl = kl_loss(mean, logvar)
@@ -139,6 +213,13 @@ def vae_loss(
         sc = spectral_convergence_loss(x_hat, x)
         loss = loss + cfg.sc_weight * sc
         parts["sc"] = float(sc.detach().mean())
+    if spectrum is not None:
+        loss = loss + cfg.spectrum_weight * spectrum
+        parts["spectrum"] = float(spectrum.detach().mean())
+    if cfg.stft_weight:
+        st = multiresolution_stft_loss(x_hat, x, cfg.stft_windows)
+        loss = loss + cfg.stft_weight * st
+        parts["stft"] = float(st.detach().mean())
     loss = loss.mean()
     parts["loss"] = float(loss.detach())
     return loss, parts
@@ -175,6 +256,10 @@ def train_vae(
     if cfg.crop_samples <= max(cfg.mel_windows) // 2:
         raise ValueError(
             f"crop_samples={cfg.crop_samples} is too short for the largest mel window {max(cfg.mel_windows)}"
+        )
+    if cfg.stft_weight and cfg.crop_samples <= max(cfg.stft_windows) // 2:
+        raise ValueError(
+            f"crop_samples={cfg.crop_samples} is too short for the largest STFT window {max(cfg.stft_windows)}"
         )
     if audio.shape[-1] < cfg.crop_samples:
         raise ValueError(
