@@ -266,6 +266,12 @@ class DistillDraws:
     dsm_sigma: torch.Tensor
     dsm_noise: torch.Tensor
 
+    def to(self, device) -> DistillDraws:
+        t = self.times
+        times = TimeDraw(*(x.to(device) for x in (t.it, t.iu, t.is_, t.t, t.u, t.s)))
+        return DistillDraws(times, *(x.to(device) for x in (self.omega, self.drop, self.noise, self.dsm_sigma,
+                                                            self.dsm_noise)))
+
 
 def draw_distill(generators: list[torch.Generator], sigmas: torch.Tensor, latent_shape: tuple[int, int], *,
                  omega_range: tuple[float, float], p_uncond: float, max_ode_steps: int | None = None,
@@ -291,15 +297,21 @@ def apply_dropout(cond: torch.Tensor, uncond: torch.Tensor, drop: torch.Tensor) 
 def distill_losses(student: CTMStudent, ema: CTMStudent, ctm_loss: CTMLoss, z0: torch.Tensor,
                    cond: torch.Tensor, uncond: torch.Tensor, draws: DistillDraws, *,
                    dsm_weight: float = 1.0, adaptive: bool = True, reduce_grads=None) -> dict[str, torch.Tensor]:
-    """Eq. (9) for one batch: L = L_CTM + lambda_DSM L_DSM. Returns scalars: loss, ctm, dsm, lambda_dsm."""
-    cond_used = apply_dropout(cond, uncond, draws.drop)
+    """Eq. (9) for one batch (Algorithm 2, lines 4-11): L = L_CTM + lambda_DSM L_DSM, the loss training uses
+    (`train.distill.DistillTask.losses`). `reduce_grads`: see `adaptive_dsm_weight`.
+
+    Returns scalars loss, ctm, dsm, lambda_dsm, and, for further terms of the same step (the GAN term),
+    "_ctm" (L_CTM with its graph), "_z_t" and "_cond" (the conditioning after caption dropout).
+    """
+    cond_used = apply_dropout(cond, uncond, draws.drop)  # Algorithm 2, line 4
     z_t = z0 + _bcast(draws.times.t, z0) * draws.noise
     l_ctm = ctm_loss(student, ema, z_t, draws.times, cond_used, uncond, draws.omega).mean()
     l_dsm = student_dsm_loss(student, z0, cond_used, draws.omega, draws.dsm_sigma, draws.dsm_noise).mean()
     if dsm_weight == 0:
-        lam = torch.tensor(0.0)
+        lam = torch.zeros((), device=z0.device)
     elif adaptive and torch.is_grad_enabled():
         lam = dsm_weight * adaptive_dsm_weight(l_ctm, l_dsm, student.last_layer(), reduce_grads=reduce_grads)
     else:
-        lam = torch.tensor(float(dsm_weight))
-    return {"loss": l_ctm + lam * l_dsm, "ctm": l_ctm.detach(), "dsm": l_dsm.detach(), "lambda_dsm": lam}
+        lam = torch.tensor(float(dsm_weight), device=z0.device)
+    return {"loss": l_ctm + lam * l_dsm, "ctm": l_ctm.detach(), "dsm": l_dsm.detach(), "lambda_dsm": lam.detach(),
+            "_ctm": l_ctm, "_z_t": z_t, "_cond": cond_used}

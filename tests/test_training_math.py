@@ -18,6 +18,7 @@ import torch
 from gaussian import GaussianTeacher
 from torch import nn
 
+import soundctm.ctm as ctm_mod
 import soundctm.train.distill as distill_mod
 from soundctm.ctm import (
     CTMLoss,
@@ -464,8 +465,9 @@ def test_teacher_task_applies_dropout_and_weighted_dsm():
 
 
 def test_distill_task_wiring(monkeypatch):
-    """One DistillTask step: caption dropout, the drawn omega, z_t = z0 + t eps, the CTM term with the
-    Heun teacher solve, the DSM term at the drawn DSM sigma, and ONE adaptive weight with the all-reduce."""
+    """One DistillTask step goes through `ctm.distill_losses` (the one code path): caption dropout, the
+    drawn omega, z_t = z0 + t eps, the CTM term with the Heun teacher solve, the DSM term at the drawn DSM
+    sigma, and ONE adaptive weight with the all-reduce."""
     task = _task("distill", p_uncond=0.5)
     step = 2
     from soundctm.train.data import pairs_for, worker_indices
@@ -495,8 +497,8 @@ def test_distill_task_wiring(monkeypatch):
         return out
 
     task.ctm = ctm_spy
-    monkeypatch.setattr(distill_mod, "student_dsm_loss", dsm_call)
-    monkeypatch.setattr(distill_mod, "adaptive_dsm_weight", lam_spy)
+    monkeypatch.setattr(ctm_mod, "student_dsm_loss", dsm_call)  # the globals `ctm.distill_losses` calls
+    monkeypatch.setattr(ctm_mod, "adaptive_dsm_weight", lam_spy)
     out = task.losses(step, 0, 1)
     student, ema, z_t, times, cond_used, uncond, omega = rec["ctm"]
     assert student is task.model and ema is task.ema
@@ -511,3 +513,4 @@ def test_distill_task_wiring(monkeypatch):
     assert last is task.model.last_layer() and reduce is allreduce_mean
     torch.testing.assert_close(out["lambda_dsm"], task.cfg.dsm_weight * lam)
     torch.testing.assert_close(out["loss"].detach(), out["ctm"] + out["lambda_dsm"] * out["dsm"])
+    assert set(out) == set(task.log_keys)

@@ -23,13 +23,12 @@ import torch
 from soundctm.ctm import (
     CTMLoss,
     adaptive_dsm_weight,
-    apply_dropout,
+    distill_losses,
     draw_distill,
     ema_update,
     make_ema,
-    student_dsm_loss,
 )
-from soundctm.edm import _bcast, karras_sigmas
+from soundctm.edm import karras_sigmas
 from soundctm.nn.vae import AudioAutoencoder, vae_config
 from soundctm.presets import build_student, build_teacher, model_preset
 from soundctm.rng import derive_seed, example_generators
@@ -136,34 +135,15 @@ class DistillTask:
         cfg, dev = self.cfg, self.device
         idx = worker_indices(step, cfg.batch_size, rank, world)
         z0, cond = self.data.batch(pairs_for(cfg.seed, idx, self.data.n_pairs))
-        d = self.draws(step, idx)
+        d = self.draws(step, idx).to(dev)
         z0, cond = z0.to(dev), cond.to(dev)
-        times = type(d.times)(
-            *(x.to(dev) for x in (d.times.it, d.times.iu, d.times.is_, d.times.t, d.times.u, d.times.s))
-        )
-        omega = d.omega.to(dev)
-        cond = apply_dropout(cond, self.uncond, d.drop.to(dev))  # Algorithm 2, line 4
-        z_t = z0 + _bcast(times.t, z0) * d.noise.to(dev)
-        l_ctm = self.ctm(self.model, self.ema, z_t, times, cond, self.uncond, omega).mean()
-        l_dsm = student_dsm_loss(self.model, z0, cond, omega, d.dsm_sigma.to(dev), d.dsm_noise.to(dev)).mean()
-        if cfg.dsm_weight == 0:
-            lam = torch.zeros((), device=dev)
-        elif cfg.adaptive_dsm:
-            lam = cfg.dsm_weight * adaptive_dsm_weight(
-                l_ctm, l_dsm, self.model.last_layer(), reduce_grads=allreduce_mean
-            )
-        else:
-            lam = torch.tensor(cfg.dsm_weight, device=dev)
-        out = {
-            "loss": l_ctm + lam * l_dsm,
-            "ctm": l_ctm.detach(),
-            "dsm": l_dsm.detach(),
-            "lambda_dsm": lam.detach(),
-            "omega_mean": omega.mean(),
-            "ode_steps_mean": (times.iu - times.it).float().mean(),
-        }
+        out = distill_losses(self.model, self.ema, self.ctm, z0, cond, self.uncond, d, dsm_weight=cfg.dsm_weight,
+                             adaptive=cfg.adaptive_dsm, reduce_grads=allreduce_mean)
+        l_ctm, z_t, cond = out.pop("_ctm"), out.pop("_z_t"), out.pop("_cond")
+        out["omega_mean"] = d.omega.mean()
+        out["ode_steps_mean"] = (d.times.iu - d.times.it).float().mean()
         if self.gan is not None:
-            out.update(self._gan_losses(step, z0, z_t, times, cond, omega, l_ctm))
+            out.update(self._gan_losses(step, z0, z_t, d.times, cond, d.omega, l_ctm))
             out["loss"] = out["loss"] + out.pop("_gan_term")
         return out
 
