@@ -62,3 +62,20 @@ def test_compare_reports_moved_metrics_and_flipped_verdicts():
              "self_tests": {"(b)": False}}
     out = R.compare(rec, moved)
     assert len(out) == 2 and out[0].startswith("a fd") and "flipped" in out[1]
+
+
+def test_a_committed_vae_built_for_another_corpus_is_an_error_not_a_retrain(tmp_path):
+    import shutil
+
+    from soundctm.io import load_safetensors, save_safetensors
+
+    root = tmp_path / "checkpoints"
+    shutil.copytree(R.CHECKPOINTS, root)
+    tensors, meta = load_safetensors(root / "vae.safetensors")
+    meta["extra"] = {**meta.get("extra", {}), "corpus": "synth-s9-16000-32768-000000000000"}
+    save_safetensors(root / "vae.safetensors", tensors, meta)
+    before = sorted(p.name for p in root.rglob("*"))
+    with pytest.raises(ValueError, match="--update-reference") as e:
+        R.committed_tier(root).load(CORPUS_CACHE)
+    assert "vae.safetensors" in str(e.value)
+    assert sorted(p.name for p in root.rglob("*")) == before

@@ -31,7 +31,7 @@ from soundctm.experiments.runner import Runner, file_sha
 from soundctm.experiments.spec import Claim, Run, Table
 from soundctm.experiments.stats import Bootstrap, metric_dists
 from soundctm.experiments.tier import TINY, Tier, tiny_components
-from soundctm.io import write_json
+from soundctm.io import load_safetensors, write_json
 from soundctm.nn.text import get_text_encoder
 from soundctm.nn.vae import AudioAutoencoder
 from soundctm.paths import cache_dir
@@ -80,6 +80,12 @@ def committed_tier(root: Path = CHECKPOINTS) -> Tier:
 
     def load(cache=None):
         corpus = tiny_corpus(cache, progress=False)
+        for kind in ("vae", "clap"):
+            built_for = load_safetensors(files[kind])[1].get("extra", {}).get("corpus")
+            if built_for is not None and built_for != corpus.corpus_id:
+                raise ValueError(f"{files[kind]} was built for corpus {built_for}, but the corpus here is "
+                                 f"{corpus.corpus_id}: its inputs changed. Rebuild and commit it explicitly with "
+                                 "`python reproduce/regression.py --update-reference` (nothing is rebuilt implicitly)")
         vae = AudioAutoencoder.load(files["vae"]).eval().requires_grad_(False)
         clap = get_text_encoder("tiny-clap", path=files["clap"]).eval()
         return tiny_components(corpus, vae, clap, evaluators=files["evaluators"])
