@@ -9,7 +9,8 @@ silently skipped), then run the listed tests on the copy in a subprocess (`PYTHO
 crash at import or collection does not count as catching the bug). `test_unmutated_copy_passes`
 runs every listed test on an unmodified copy, so a caught mutation is the mutation's doing.
 
-Run with `pytest -m slow tests/test_mutations.py` (about 3 minutes on 2 CPU cores).
+Run with `pytest -m slow tests/test_mutations.py`: about 4 CPU-minutes, one mutation at a time (measured:
+5.5 min wall on a shared 2-core machine at load 4.4).
 """
 
 from __future__ import annotations
