@@ -27,20 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from soundctm import __version__
 from soundctm.edm import SIGMA_MAX
-from soundctm.nn.text import get_text_encoder
+from soundctm.nn.text import Conditioner, get_text_encoder
 from soundctm.nn.vae import AudioAutoencoder
 from soundctm.rng import derive_seed, prior_noise
 from soundctm.sampling import karras_steps, sample
 from soundctm.train.checkpoint import load_export
-
-try:  # the package's one text -> (cond, uncond) object
-    from soundctm.nn.text import Conditioner
-except ImportError:  # trees from before the Conditioner: the same encoding through train.data
-    Conditioner = None
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINTS = REPO / "results" / "tiny" / "checkpoints"
@@ -134,26 +130,12 @@ def load_models(student_path=DEFAULT_STUDENT, vae_path=DEFAULT_VAE, text_path=DE
     c, _ = student.latent_shape
     if int(vae.config.latent_channels) != int(c):
         raise CLIError(f"VAE latent channels {vae.config.latent_channels} != student's {c}")
-    cond = Conditioner.for_model(text, student) if Conditioner is not None else _TrainDataConditioner(text, student)
+    cond = Conditioner.for_model(text, student)
     if conditioning.get("mode", cond.mode) != cond.mode:
         raise CLIError(f"the student was trained with {conditioning['mode']!r} conditioning, its shape "
                        f"{tuple(student.cond_shape)} implies {cond.mode!r}")
     files = {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in paths.items()}
     return Models(student, vae, text, cond, files)
-
-
-class _TrainDataConditioner:
-    """Fallback with the Conditioner interface for trees without `soundctm.nn.text.Conditioner`."""
-
-    def __init__(self, text_encoder, model):
-        self.text_encoder, self.cond_len = text_encoder, int(model.cond_shape[0])
-        self.mode = "pooled" if self.cond_len == 1 else "tokens"
-        self.uncond = self([""])
-
-    def __call__(self, captions):
-        from soundctm.train.data import encode_conditioning
-
-        return encode_conditioning(self.text_encoder, list(captions), self.mode, self.cond_len)
 
 
 def _short(e: Exception) -> str:
@@ -214,8 +196,6 @@ def _slug(caption: str, n: int = 40) -> str:
 
 def _write(out_dir: Path, stem: str, wav: np.ndarray, models: Models, caption: str, seed: int,
            settings: dict, **extra) -> tuple[Path, Path]:
-    import soundfile as sf
-
     out_dir.mkdir(parents=True, exist_ok=True)
     wav_path, json_path = out_dir / f"{stem}.wav", out_dir / f"{stem}.json"
     sf.write(str(wav_path), wav, models.sample_rate, subtype="FLOAT")
