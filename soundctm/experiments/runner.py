@@ -354,6 +354,10 @@ class Runner:
         rows = [r for r in table.rows if r.name not in skipped]
         boot = Bootstrap(len(self.units), self.n_boot, self.seed)
         dists, seconds, n_items, artifacts = {}, {}, {}, {}
+        cached = [r.name for r in rows if self.scores_path(r).exists()]
+        self.log(f"[runner] {table.name}: {len(rows)} rows on {len(self.units)} test clips x {self.K} captions x "
+                 f"{self.S} samples; cached: {len(cached)}, to build: {len(rows) - len(cached)} "
+                 f"({', '.join(r.name for r in rows if r.name not in cached) or 'none'}); skipped: {len(skipped)}")
         scored = self._score_all(rows)
         for r in rows:
             sc = scored[r.name]
