@@ -44,10 +44,10 @@ def test_committed_checkpoints_reproduce_the_record_and_the_check_writes_nothing
 @pytest.mark.slow
 def test_a_sampler_change_fails_the_regression(monkeypatch):
     from soundctm.edm import karras_sigmas
-    from soundctm.experiments import runner
+    from soundctm.experiments import generation
 
     # the student's grid with rho = 5 instead of 7: a plausible one-character bug
-    monkeypatch.setattr(runner, "karras_steps", lambda n: karras_sigmas(n + 1, rho=5.0))
+    monkeypatch.setattr(generation, "karras_steps", lambda n: karras_sigmas(n + 1, rho=5.0))
     got = R.compute(CORPUS_CACHE, rows=("student-4",))
     moved = R.compare(R.load_record(), got)
     assert moved and all(m.startswith("student-4") for m in moved), moved

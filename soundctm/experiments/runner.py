@@ -33,8 +33,8 @@ import torch
 
 from soundctm.data.latent_cache import file_checksum
 from soundctm.distributed import map_tasks
-from soundctm.edm import SIGMA_MAX, karras_sigmas
 from soundctm.experiments.claims import Verdict, check
+from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, metric_dists
 from soundctm.experiments.tier import TIERS, Components, Tier, get_tier
@@ -43,7 +43,6 @@ from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
 from soundctm.paths import cache_dir
 from soundctm.rng import prior_noise
-from soundctm.sampling import SAMPLERS, karras_steps
 from soundctm.train.checkpoint import load_export
 
 __all__ = ["Runner", "TableResult", "settings_hash"]
@@ -59,8 +58,8 @@ def settings_hash(obj) -> str:
 
 _PKG = Path(__file__).resolve().parents[1]
 # The code an artifact depends on: a change to any of these files re-generates (never re-trains).
-GENERATION_CODE = ("edm.py", "ctm.py", "sampling.py", "rng.py", "nn", "experiments/runner.py")
-SCORING_CODE = ("metrics", "experiments/runner.py")
+GENERATION_CODE = ("edm.py", "ctm.py", "sampling.py", "rng.py", "nn", "experiments/generation.py")
+SCORING_CODE = ("metrics", "audio.py", "experiments/generation.py")
 
 
 def code_hash(parts) -> str:
@@ -172,22 +171,9 @@ class Runner:
         dev = self.tier.device
         return con(captions).to(dev), con.uncond.to(dev)
 
-    def grid(self, row: Row) -> torch.Tensor:
-        """The row's time grid: `steps` jumps of Algorithm 1; the teacher's N-point Karras grid for Heun;
-        for Euler `steps` steps on the Karras levels ending at sigma 0 (steps = 1: sigma_max -> 0)."""
-        if row.sampler == "ctm":
-            return karras_steps(row.steps)
-        if row.sampler == "heun":
-            return karras_sigmas(row.steps)
-        head = karras_sigmas(row.steps) if row.steps > 1 else torch.tensor([SIGMA_MAX])
-        return torch.cat([head, torch.zeros(1)])
-
     @torch.no_grad()
     def _sample(self, row: Row, model, z_T, cond, uncond) -> torch.Tensor:
-        opts = {"omega": row.omega}
-        if row.sampler == "ctm":
-            opts.update(nu=row.nu, gamma=row.gamma)
-        return SAMPLERS[row.sampler](model, z_T, self.grid(row), cond, uncond, **opts)
+        return sample_row(row, model, z_T, cond, uncond)
 
     def latents(self, row: Row) -> torch.Tensor:
         """Generated latents of every item of `row` [N, C, T] (cached)."""
