@@ -138,3 +138,27 @@ def test_declarations_reject_bad_input():
     # runs are values: the same declaration is the same artifact key
     assert Run("student", options={"distance": "d_teacher"}, seeds=(0, 1), teacher=Run("teacher")) == s
     assert s.single(1).seeds == (1,) and s.settings()["options"] == [["distance", "d_teacher"]]
+
+
+def test_row_grids_and_the_euler_posterior_mean_on_the_exact_gaussian_teacher():
+    import torch
+
+    from soundctm.experiments.generation import row_grid, sample_row
+    from tests.gaussian import GaussianTeacher
+
+    t, s = Run("teacher"), Run("student", teacher=Run("teacher"))
+    assert row_grid(Row("e", run=t, sampler="euler", steps=1)).tolist() == [80.0, 0.0]
+    heun = row_grid(Row("h", run=t, sampler="heun", steps=40))
+    i = torch.arange(40, dtype=torch.float64)
+    closed = (80.0 ** (1 / 7) + i / 39 * (0.002 ** (1 / 7) - 80.0 ** (1 / 7))) ** 7
+    assert torch.allclose(heun.double(), closed, rtol=1e-5)
+    assert len(row_grid(Row("c", run=s, sampler="ctm", steps=4))) == 5
+    # one Euler step from sigma_max to 0 is the posterior mean D(z_T, sigma_max) (here with omega = 1)
+    g = GaussianTeacher(mu=0.3, sigma=0.5)
+    den = lambda z, sig, cond: g(z, sig)
+    z = 80.0 * torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(0))
+    cond = torch.zeros(3, 1, 1)
+    out = sample_row(Row("e", run=t, sampler="euler", steps=1, omega=1.0), den, z, cond, cond[:1])
+    # (float32: z + (0 - 80) (z - D) / 80 cancels |z| ~ 100 down to D ~ 0.3, hence the tolerance)
+    assert torch.allclose(out, 0.3 + 0.25 / (0.25 + 6400.0) * (z - 0.3), atol=1e-4)
+    assert not torch.allclose(out, torch.full_like(out, 0.3), atol=1e-3)  # not just the mean
