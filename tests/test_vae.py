@@ -105,9 +105,10 @@ def test_stft_same_framing_and_perfect_reconstruction():
     torch.testing.assert_close(istft_same(spec, 1024, 256, win), x, atol=1e-5, rtol=0)
 
 
-def test_stft_decoder_output_and_gradients():
+@pytest.mark.parametrize("phase", ["absolute", "integrated"])
+def test_stft_decoder_output_and_gradients(phase):
     torch.manual_seed(0)
-    vae = AudioAutoencoder(MICRO_STFT)
+    vae = AudioAutoencoder(dataclasses.replace(MICRO_STFT, phase=phase))
     x = _tones(2, 2048)
     y, mean, logvar = vae(x, generator=torch.Generator().manual_seed(0))
     assert y.shape == x.shape and mean.shape == logvar.shape == (2, 16, 8)
@@ -141,6 +142,27 @@ def test_config_validation():
         dataclasses.replace(vae_config("tiny"), architecture="mel")
     with pytest.raises(ValueError, match="n_fft"):
         dataclasses.replace(vae_config("tiny"), n_fft=128)
+    with pytest.raises(ValueError, match="unknown phase mode"):
+        dataclasses.replace(vae_config("tiny"), phase="random")
+
+
+def test_stft_encoder_posterior_starts_at_logvar_init():
+    vae = AudioAutoencoder(dataclasses.replace(MICRO_STFT, logvar_init=-9.0))
+    with torch.no_grad():
+        _, logvar = vae.encode_posterior(_tones(2, 2048))
+    assert abs(float(logvar.mean()) + 9.0) < 1.5
+
+
+def test_spectrum_loss_term_only_for_stft_vaes():
+    x = _tones(2, 1024)
+    cfg = VAETrainConfig(crop_samples=1024, spectrum_weight=1.0, **FAST_MEL)
+    torch.manual_seed(0)
+    loss, parts = vae_loss(AudioAutoencoder(MICRO_STFT), x, cfg, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss) and parts["spectrum"] > 0
+    with pytest.raises(ValueError, match="architecture='stft'"):
+        vae_loss(AudioAutoencoder(MICRO), x, cfg)
+    # unused optional terms stay out of the settings dict (cache keys of older settings unchanged)
+    assert not {"stft_weight", "spectrum_weight"} & set(VAETrainConfig().to_dict())
     with pytest.raises(ValueError, match="unknown VAE preset"):
         vae_config("huge")
 

@@ -3,8 +3,14 @@
 The paper's full-band teacher encodes 44.1 kHz mono audio with a fully convolutional DAC-style
 encoder (dim 64, down-sampling rates [4, 4, 8, 8]) and decodes with a DAC-style decoder (dim 1536,
 up-sampling rates [8, 8, 4, 4]); the quantiser is replaced by a diagonal Gaussian posterior with
-64 latent channels (~63.5 M parameters). The same module, with the `tiny` preset, serves the
-CPU tier (16 kHz, hop 256, 16 latent channels).
+64 latent channels (~63.5 M parameters). The `tiny-dac` preset is the same design scaled down
+for the CPU tier (16 kHz, hop 256, 16 latent channels).
+
+The CPU tier's default (`tiny` = `tiny-stft`, `architecture="stft"`) keeps that latent contract
+(diagonal Gaussian posterior, 16 x N / 256 latents) but works in the STFT domain, which is far
+cheaper per CPU second: `STFTEncoder` (log magnitude + compressed real / imaginary parts of a
+1024-point STFT at hop 256 -> ConvNeXt stack -> posterior) and `ISTFTDecoder` (Vocos-style:
+ConvNeXt stack -> per-frame log magnitude and phase -> inverse STFT).
 
 The autoencoder owns its latent normalisation (per-channel mean / std measured on the training
 set, rescaled to `sigma_data`): `encode` returns normalised latents and `decode` expects them, and
@@ -69,6 +75,8 @@ class VAEConfig:
       "integrated" (a phase-vocoder head: per frame and bin an instantaneous-frequency deviation
       from the bin's centre, accumulated over frames from a predicted initial phase, so a steady or
       gliding partial keeps a coherent phase from frame to frame).
+    logvar_init: initial bias of the "stft" encoder's log-variance head (the posterior's starting
+      width; the DAC encoder uses LOGVAR_INIT = -6).
     """
 
     encoder_dim: int = 64
@@ -83,6 +91,7 @@ class VAEConfig:
     encoder_blocks: int = 3
     decoder_blocks: int = 6
     phase: str = "absolute"
+    logvar_init: float = -6.0
 
     def __post_init__(self):
         # accept lists (e.g. from JSON metadata) but store tuples so the config stays hashable
@@ -132,7 +141,7 @@ class VAEConfig:
 
 
 ARCHITECTURES = ("dac", "stft")
-_STFT_ONLY_FIELDS = ("architecture", "n_fft", "encoder_blocks", "decoder_blocks", "phase")
+_STFT_ONLY_FIELDS = ("architecture", "n_fft", "encoder_blocks", "decoder_blocks", "phase", "logvar_init")
 PHASE_MODES = ("absolute", "integrated")
 
 VAE_PRESETS: dict[str, VAEConfig] = {
@@ -420,7 +429,7 @@ class STFTEncoder(nn.Module):
         self.backbone = _ConvNeXtStack(3 * bins, cfg.encoder_dim, cfg.encoder_blocks, kernel_size=1)
         self.head = nn.Linear(cfg.encoder_dim, 2 * cfg.latent_channels)
         with torch.no_grad():
-            self.head.bias[cfg.latent_channels :].fill_(LOGVAR_INIT)
+            self.head.bias[cfg.latent_channels :].fill_(cfg.logvar_init)
         self.out_dim = cfg.encoder_dim
 
     def features(self, wav: torch.Tensor) -> torch.Tensor:
