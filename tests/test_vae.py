@@ -105,10 +105,10 @@ def test_stft_same_framing_and_perfect_reconstruction():
     torch.testing.assert_close(istft_same(spec, 1024, 256, win), x, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("phase", ["absolute", "integrated"])
-def test_stft_decoder_output_and_gradients(phase):
+@pytest.mark.parametrize("phase,fourier", [("absolute", 0), ("integrated", 0), ("absolute", 3)])
+def test_stft_decoder_output_and_gradients(phase, fourier):
     torch.manual_seed(0)
-    vae = AudioAutoencoder(dataclasses.replace(MICRO_STFT, phase=phase))
+    vae = AudioAutoencoder(dataclasses.replace(MICRO_STFT, phase=phase, fourier_features=fourier))
     x = _tones(2, 2048)
     y, mean, logvar = vae(x, generator=torch.Generator().manual_seed(0))
     assert y.shape == x.shape and mean.shape == logvar.shape == (2, 16, 8)

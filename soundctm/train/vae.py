@@ -108,13 +108,15 @@ class VAETrainConfig:
 # original tiny recipe (the dataclass defaults), "tiny-stft" (= "tiny") the STFT / iSTFT VAE's.
 VAE_TRAIN_PRESETS: dict[str, VAETrainConfig] = {
     "tiny-dac": VAETrainConfig(),
-    # ~7 min on one CPU thread (424 s measured)
+    # 2400 steps x 16 crops of 0.5 s, multi-scale mel over 4 scales: 388 CPU s on one thread
+    # (test split: tiny-evt mAP 0.782 on reconstructions vs 0.997 on the originals)
     "tiny-stft": VAETrainConfig(
-        steps=1000,
+        steps=2400,
         batch_size=16,
         crop_samples=8192,
         lr=1e-3,
-        stft_weight=5.0,
+        mel_windows=(64, 256, 1024, 2048),
+        mel_bins=(10, 40, 160, 320),
     ),
 }
 VAE_TRAIN_PRESETS["tiny"] = VAE_TRAIN_PRESETS["tiny-stft"]
