@@ -142,9 +142,9 @@ def test_declarations_reject_bad_input():
 
 def test_row_grids_and_the_euler_posterior_mean_on_the_exact_gaussian_teacher():
     import torch
+    from gaussian import GaussianTeacher
 
     from soundctm.experiments.generation import row_grid, sample_row
-    from tests.gaussian import GaussianTeacher
 
     t, s = Run("teacher"), Run("student", teacher=Run("teacher"))
     assert row_grid(Row("e", run=t, sampler="euler", steps=1)).tolist() == [80.0, 0.0]
