@@ -26,6 +26,15 @@ def randomize_(module: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> to
 
 
 @pytest.fixture
+def one_thread():
+    """Small models on a shared CPU: one intra-op thread is several times faster than two (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def tmp_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SOUNDCTM_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache"

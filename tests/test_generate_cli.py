@@ -24,17 +24,9 @@ FILES = {"student": CKPT / "student-tiny-dit.safetensors", "vae": CKPT / "vae.sa
          "text_encoder": CKPT / "clap.safetensors"}
 SR, N_SAMPLES = 16000, 128 * 256  # the tiny VAE: 16 kHz, latent length 128, hop 256
 
-pytestmark = pytest.mark.skipif(not all(p.is_file() for p in FILES.values()),
-                                reason="committed tiny checkpoints absent")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models on a shared CPU: one intra-op thread is several times faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = [pytest.mark.skipif(not all(p.is_file() for p in FILES.values()),
+                                 reason="committed tiny checkpoints absent"),
+              pytest.mark.usefixtures("one_thread")]
 
 
 def _sha(p: Path) -> str:

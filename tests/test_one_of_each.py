@@ -19,13 +19,7 @@ from soundctm.sampling import SAMPLERS, euler_sample, heun_sample, karras_steps,
 from soundctm.train.config import lr_at
 from soundctm.train.teacher import teacher_draws
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_every_sampler_has_the_one_signature():

@@ -26,13 +26,7 @@ SMALL_TEXT = TinyTextConfig(dim=32, layers=1, heads=4, max_len=12, embed_dim=32)
 SMALL_AUDIO = TinyAudioConfig(n_mels=32, channels=32, embed_dim=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests are tiny; one thread avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_normalise_caption():

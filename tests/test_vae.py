@@ -42,13 +42,7 @@ BOTH = pytest.mark.parametrize("cfg", [MICRO, MICRO_STFT], ids=["dac", "stft"])
 FAST_MEL = {"mel_windows": (64, 256, 1024), "mel_bins": (10, 40, 80)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tests are tiny; one thread avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tones(n: int, length: int, sr: int = 16000, seed: int = 0) -> torch.Tensor:
