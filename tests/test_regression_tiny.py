@@ -79,3 +79,26 @@ def test_a_committed_vae_built_for_another_corpus_is_an_error_not_a_retrain(tmp_
         R.committed_tier(root).load(CORPUS_CACHE)
     assert "vae.safetensors" in str(e.value)
     assert sorted(p.name for p in root.rglob("*")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_rows_scored_as_ray_tasks_equal_the_in_process_path(tmp_path):
+    """`--workers 2` scores rows as Ray tasks into the same store; the artifacts are the same bytes' worth."""
+    import numpy as np
+
+    from soundctm.experiments.runner import Runner
+
+    tier = R.committed_tier()
+    rows = [r for r in R.REGRESSION.rows if r.name in ("student-1", "zeros")]
+    got = {}
+    for workers in (0, 2):
+        runner = Runner(tier, CORPUS_CACHE, workers=workers, n_units=4, store=tmp_path / f"w{workers}",
+                        log=lambda *a: None)
+        got[workers] = runner._score_all(rows)
+        assert all(runner.scores_path(r).exists() for r in rows)
+    for r in rows:
+        a, b = got[0][r.name], got[2][r.name]
+        assert np.array_equal(a.unit, b.unit)
+        np.testing.assert_allclose(a.frames, b.frames, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a.clap, b.clap, rtol=1e-5, atol=1e-6)

@@ -37,7 +37,7 @@ from soundctm.experiments.claims import Verdict, check
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, metric_dists
-from soundctm.experiments.tier import TIERS, Components, Tier, get_tier
+from soundctm.experiments.tier import Components, Tier, get_tier
 from soundctm.io import load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
@@ -367,9 +367,9 @@ class Runner:
     def _score_all(self, rows: list[Row]) -> dict[str, ItemScores]:
         """Every row's scores; with workers > 1 the missing ones are computed as Ray tasks (each writes
         its artifact to the shared store), then all are read back in this process."""
-        if self.workers > 1 and self.tier.name in TIERS and TIERS[self.tier.name] is self.tier:
+        if self.workers > 1:
             todo = [r for r in rows if not self.scores_path(r).exists()]
-            args = [(self.tier.name, self.cache, self.seed, self.n_units, self.S, self.n_boot, str(self.store), r)
+            args = [(self.tier, self.cache, self.seed, self.n_units, self.S, self.n_boot, str(self.store), r)
                     for r in todo]
             map_tasks(_score_task, args, workers=self.workers)
         return {r.name: self.scores(r) for r in rows}
@@ -394,10 +394,10 @@ def _load_scores(path: Path) -> ItemScores:
                           f["clap"] if "clap" in f else None, f["pair"])
 
 
-def _score_task(tier_name: str, cache, seed, n_units, S, n_boot, store, row: Row) -> str:
-    """A Ray task: score one row of a registry tier into the shared artifact store."""
+def _score_task(tier: Tier, cache, seed, n_units, S, n_boot, store, row: Row) -> str:
+    """A Ray task: score one row into the shared artifact store (the tier travels by value)."""
     torch.set_num_threads(1)
-    r = Runner(get_tier(tier_name), cache, seed=seed, n_units=n_units, samples_per_caption=S, n_boot=n_boot,
+    r = Runner(tier, cache, seed=seed, n_units=n_units, samples_per_caption=S, n_boot=n_boot,
                store=store)
     r.scores(row)
     return str(r.scores_path(row))
