@@ -22,12 +22,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def git_commit(mark_dirty: bool = True) -> str | None:
-    """HEAD of the checkout this package runs from (None outside git); `+dirty` with tracked edits."""
+    """HEAD of the checkout this package runs from (None outside git); `+dirty` with tracked edits
+    outside results/ (a run rewriting its own result tables does not make the code dirty)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
         if out.returncode != 0 or not out.stdout.strip():
             return None
-        dirty = mark_dirty and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+        dirty = mark_dirty and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                               ":(exclude)results"], cwd=REPO,
                                               capture_output=True, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
