@@ -37,7 +37,7 @@ from soundctm.experiments.claims import Verdict, check
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, metric_dists
-from soundctm.experiments.tier import Components, Tier, get_tier
+from soundctm.experiments.tier import Components, Tier
 from soundctm.io import load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
@@ -87,7 +87,6 @@ class TableResult:
     verdicts: list[Verdict]
     columns: dict[str, str]  # metric family -> column name, e.g. "fd" -> "FD[tiny-evt]"
     n_items: dict[str, int]
-    artifacts: dict[str, str]
     models: dict[str, list[str]]
     wall_seconds: float
     skipped: dict[str, str] = field(default_factory=dict)
@@ -158,7 +157,7 @@ class Runner:
             jobs = [(r, s) for r in stage for s in r.seeds if r not in self._exports]
             if self.workers > 1 and len(jobs) > 1:
                 teacher_of = {r: (self.exports(r.teacher)[0] if r.teacher else None) for r, _ in jobs}
-                args = [(self.tier.name, r.single(s), teacher_of[r], self.cache) for r, s in jobs]
+                args = [(self.tier, r.single(s), teacher_of[r], self.cache) for r, s in jobs]
                 paths = map_tasks(_build_task, args, workers=self.workers)
                 for (r, s), p in zip(jobs, paths):
                     self._exports.setdefault(r, [None] * len(r.seeds))[r.seeds.index(s)] = Path(p)
@@ -339,7 +338,7 @@ class Runner:
                             for r in table.rows if r.source in ("real-other", "shuffled-captions")})
         rows = [r for r in table.rows if r.name not in skipped]
         boot = Bootstrap(len(self.units), self.n_boot, self.seed)
-        dists, seconds, n_items, artifacts = {}, {}, {}, {}
+        dists, seconds, n_items = {}, {}, {}
         cached = [r.name for r in rows if self.scores_path(r).exists()]
         self.log(f"[runner] {table.name}: {len(rows)} rows on {len(self.units)} test clips x {self.K} captions x "
                  f"{self.S} samples; cached: {len(cached)}, to build: {len(rows) - len(cached)} "
@@ -361,7 +360,7 @@ class Runner:
         e = self.comp.embedders
         columns = {m: f"{m.upper()}[{e[m].tag}]" for m in table.metrics if m in e}
         models = {r.name: [str(p) for p in self.exports(r.run)] for r in rows if r.run is not None}
-        return TableResult(table, self.tier, dists, seconds, verdicts, columns, n_items, artifacts, models,
+        return TableResult(table, self.tier, dists, seconds, verdicts, columns, n_items, models,
                            time.time() - t_start, skipped)
 
     def _score_all(self, rows: list[Row]) -> dict[str, ItemScores]:
@@ -403,8 +402,7 @@ def _score_task(tier: Tier, cache, seed, n_units, S, n_boot, store, row: Row) ->
     return str(r.scores_path(row))
 
 
-def _build_task(tier_name: str, run: Run, teacher_export, cache) -> str:
-    """A Ray task: train one run (one seed) of a tier; returns its export path."""
-
+def _build_task(tier: Tier, run: Run, teacher_export, cache) -> str:
+    """A Ray task: train one run (one seed) of a tier (which travels by value); returns its export path."""
     torch.set_num_threads(1)
-    return str(get_tier(tier_name).build(run, teacher_export, cache))
+    return str(tier.build(run, teacher_export, cache))
