@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from soundctm.experiments.spec import Claim
-from soundctm.experiments.stats import LEVEL, LOWER_IS_BETTER, Dist
+from soundctm.experiments.stats import LOWER_IS_BETTER, Dist, interval
 
 __all__ = ["Verdict", "decide", "check", "quality_q"]
 
@@ -46,12 +46,6 @@ class Verdict:
         return d
 
 
-def _interval(samples: np.ndarray) -> tuple[float, float]:
-    a = (1.0 - LEVEL) / 2.0
-    lo, hi = np.quantile(samples, [a, 1.0 - a])
-    return float(lo), float(hi)
-
-
 def quality_q(m: str, dists: dict[str, dict[str, Dist]], row: str, zeros: str = "zeros",
               codec: str = "vae-recon") -> Dist:
     """q = (M(row) - M(zeros)) / (M(codec) - M(zeros)): 0 at the trivial baseline, 1 at the codec."""
@@ -75,7 +69,7 @@ def decide(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[
         sign = 1.0 if LOWER_IS_BETTER[m] else -1.0
         diff = sign * (da.samples - db.samples)
         est = sign * (da.value - db.value)
-        lo, hi = _interval(diff)
+        lo, hi = interval(diff)
         return Verdict(c.id, c.text, lo > c.margin, est, lo, hi, c.margin,
                        f"{m}: {c.a} {da.value:.4g} -> {c.b} {db.value:.4g}; improvement {est:+.4g} "
                        f"[{lo:+.4g}, {hi:+.4g}] (needs the interval above {c.margin:g})")
@@ -83,7 +77,7 @@ def decide(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[
         qa, qb = quality_q(m, dists, c.a), quality_q(m, dists, c.b)
         diff = qa.samples - qb.samples
         est = qa.value - qb.value
-        lo, hi = _interval(diff)
+        lo, hi = interval(diff)
         return Verdict(c.id, c.text, lo >= -c.margin, est, lo, hi, c.margin,
                        f"{m} on the q scale (0 = decoded zeros, 1 = VAE reconstruction): q({c.a}) {qa.value:.3f}, "
                        f"q({c.b}) {qb.value:.3f}; difference {est:+.3f} [{lo:+.3f}, {hi:+.3f}] "

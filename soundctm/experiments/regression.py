@@ -125,8 +125,9 @@ def _compute(runner: Runner, tier: Tier, root: Path, only=None) -> dict:
             metrics[r.name]["latent_mean_abs"] = float(runner.latents(r).abs().mean())
     if only is not None:
         return {"metrics": metrics}
-    verdicts = {v.claim: v.supported for v in (check(c, dists) for c in REGRESSION.claims)}
-    self_tests = {v.claim: v.self_test.supported for v in (check(c, dists) for c in REGRESSION.claims)}
+    checked = [check(c, dists) for c in REGRESSION.claims]
+    verdicts = {v.claim: v.supported for v in checked}
+    self_tests = {v.claim: v.self_test.supported for v in checked}
     files = {k: file_sha(p) for k, p in committed_files(root).items() if p.is_file()}
     return {"metrics": metrics, "verdicts": verdicts, "self_tests": self_tests, "files": files}
 

@@ -20,6 +20,7 @@ for the same item, and a row over several training seeds gives item i to seed nu
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -62,8 +63,9 @@ GENERATION_CODE = ("edm.py", "ctm.py", "sampling.py", "rng.py", "nn", "experimen
 SCORING_CODE = ("metrics", "audio.py", "experiments/generation.py")
 
 
-def code_hash(parts) -> str:
-    """Hash of the package sources in `parts` (files or folders relative to soundctm/)."""
+@functools.cache
+def code_hash(parts: tuple[str, ...]) -> str:
+    """Hash of the package sources in `parts` (files or folders relative to soundctm/); read once per process."""
     h = hashlib.sha256()
     for part in parts:
         p = _PKG / part
@@ -170,10 +172,6 @@ class Runner:
         dev = self.tier.device
         return con(captions).to(dev), con.uncond.to(dev)
 
-    @torch.no_grad()
-    def _sample(self, row: Row, model, z_T, cond, uncond) -> torch.Tensor:
-        return sample_row(row, model, z_T, cond, uncond)
-
     def latents(self, row: Row) -> torch.Tensor:
         """Generated latents of every item of `row` [N, C, T] (cached)."""
         exports = self.exports(row.run)
@@ -193,7 +191,7 @@ class Runner:
                 part = idx[b : b + BATCH]
                 cond, uncond = self._conditioning(model, [caps[i] for i in part])
                 z_T = prior_noise([seeds[i] for i in part], tuple(model.latent_shape), device=self.tier.device)
-                z = self._sample(row, model, z_T, cond, uncond).float().cpu()
+                z = sample_row(row, model, z_T, cond, uncond).float().cpu()
                 for i, zi in zip(part, z):
                     out[i] = zi
                 self.log(f"[runner]   {row.name}: {sum(x is not None for x in out)}/{n} latents "
@@ -260,8 +258,7 @@ class Runner:
 
     def reference(self) -> ItemScores:
         """The real test clips, one item per unit."""
-        key = settings_hash({**self._base_settings(), "reference": True, "code": code_hash(SCORING_CODE)})
-        path = self.store / f"scores-{key}.npz"
+        path = self._scores_file({**self._base_settings(), "reference": True, "code": code_hash(SCORING_CODE)})
         if path.exists():
             return _load_scores(path)
         wavs = [u.audio for u in self.units]
@@ -279,12 +276,15 @@ class Runner:
         return {**self._base_settings(), "row": gen, "scores": 1,
                 "code": [code_hash(SCORING_CODE), code_hash(GENERATION_CODE)]}
 
+    def _scores_file(self, key_settings: dict) -> Path:
+        return self.store / f"scores-{settings_hash(key_settings)}.npz"
+
     def scores_path(self, row: Row) -> Path:
-        return self.store / f"scores-{settings_hash(self._scores_settings(row))}.npz"
+        return self._scores_file(self._scores_settings(row))
 
     def scores(self, row: Row) -> ItemScores:
         key_settings = self._scores_settings(row)
-        path = self.store / f"scores-{settings_hash(key_settings)}.npz"
+        path = self._scores_file(key_settings)
         if path.exists():
             return _load_scores(path)
         t0 = time.time()
@@ -314,7 +314,7 @@ class Runner:
 
         def once():
             z_T = prior_noise([self.seed], tuple(model.latent_shape), device=self.tier.device)
-            z = self._sample(row, model, z_T, cond, uncond)
+            z = sample_row(row, model, z_T, cond, uncond)
             self.comp.vae.decode(z)
             sync()
 

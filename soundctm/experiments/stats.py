@@ -25,10 +25,18 @@ from scipy.special import xlogy
 
 from soundctm.metrics import functional as Fm
 
-__all__ = ["Bootstrap", "Dist", "ItemScores", "LOWER_IS_BETTER", "metric_dists", "kid_unbiased", "kl_per_item"]
+__all__ = ["Bootstrap", "Dist", "interval", "ItemScores", "LOWER_IS_BETTER", "metric_dists", "kid_unbiased",
+           "kl_per_item"]
 
 LOWER_IS_BETTER = {"fd": True, "kid": True, "kl": True, "clap": False, "mel": True, "lpaps": True}
 LEVEL = 0.95
+
+
+def interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile interval of bootstrap samples."""
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(samples, [a, 1.0 - a])
+    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,7 @@ class Dist:
     samples: np.ndarray  # [n_boot]
 
     def interval(self, level: float = LEVEL) -> tuple[float, float]:
-        a = (1.0 - level) / 2.0
-        lo, hi = np.quantile(self.samples, [a, 1.0 - a])
-        return float(lo), float(hi)
+        return interval(self.samples, level)
 
     def half_width(self, level: float = LEVEL) -> float:
         lo, hi = self.interval(level)
