@@ -90,6 +90,7 @@ class Models:
     text_encoder: torch.nn.Module
     conditioner: object  # captions -> cond [B, L, D]; .uncond [1, L, D]; .mode
     files: dict  # role -> {"path", "sha256"}
+    device: torch.device = torch.device("cpu")  # where the student and the VAE run (and z_T / cond are created)
 
     @property
     def sample_rate(self) -> int:
@@ -103,8 +104,15 @@ def _existing(path, role: str) -> Path:
     return p.resolve()
 
 
-def load_models(student_path=DEFAULT_STUDENT, vae_path=DEFAULT_VAE, text_path=DEFAULT_TEXT_ENCODER) -> Models:
-    """Load and cross-check the three files; any failure is a one-line CLIError."""
+def load_models(student_path=DEFAULT_STUDENT, vae_path=DEFAULT_VAE, text_path=DEFAULT_TEXT_ENCODER,
+                device="cpu") -> Models:
+    """Load and cross-check the three files, the student and the VAE on `device` (the text encoder stays on
+    the CPU: the conditioning is moved); any failure is a one-line CLIError."""
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as e:
+        raise CLIError(f"device {str(device)!r} is not usable here ({_short(e)})") from None
     paths = {"student": _existing(student_path, "student"), "vae": _existing(vae_path, "VAE"),
              "text_encoder": _existing(text_path, "text encoder")}
     try:
@@ -135,7 +143,7 @@ def load_models(student_path=DEFAULT_STUDENT, vae_path=DEFAULT_VAE, text_path=DE
         raise CLIError(f"the student was trained with {conditioning['mode']!r} conditioning, its shape "
                        f"{tuple(student.cond_shape)} implies {cond.mode!r}")
     files = {role: {"path": str(p), "sha256": sha256_file(p)} for role, p in paths.items()}
-    return Models(student, vae, text, cond, files)
+    return Models(student.to(device), vae.to(device), text, cond, files, device)
 
 
 def _short(e: Exception) -> str:
@@ -169,11 +177,11 @@ def render(models: Models, caption: str, seed: int, *, steps: int, omega: float,
            gamma: float) -> tuple[np.ndarray, dict]:
     """One clip: z_T from `seed`, Algorithm 1 on the `steps`-jump Karras grid, VAE decode.
     Returns (waveform [N] float32, settings dict)."""
-    st = models.student
-    cond, uncond = models.conditioner([caption]), models.conditioner.uncond
-    z_T = prior_noise([seed], tuple(st.latent_shape), SIGMA_MAX)
+    st, dev = models.student, models.device
+    cond, uncond = models.conditioner([caption]).to(dev), models.conditioner.uncond.to(dev)
+    z_T = prior_noise([seed], tuple(st.latent_shape), SIGMA_MAX, device=dev)  # drawn on the CPU: same z_T anywhere
     sigmas = karras_steps(steps)
-    gen = torch.Generator().manual_seed(gamma_noise_seed(seed))
+    gen = torch.Generator().manual_seed(gamma_noise_seed(seed))  # CPU generator; sample() moves its draws
     z0 = sample(st, z_T, sigmas=sigmas, cond=cond, uncond=uncond, omega=omega, nu=nu, gamma=gamma, generator=gen)
     wav = models.vae.decode(z0).float()[0, 0].cpu().numpy()
     settings = {
@@ -185,6 +193,7 @@ def render(models: Models, caption: str, seed: int, *, steps: int, omega: float,
         "gamma_noise_seed": gamma_noise_seed(seed),
         "conditioning_mode": models.conditioner.mode,
         "latent_shape": [int(x) for x in st.latent_shape],
+        "device": str(dev),
     }
     return wav, settings
 
@@ -246,7 +255,8 @@ def _generate(argv) -> int:
         raise CLIError(f"-n must be >= 1, got {a.num}")
     if a.seed < 0 or a.seed + a.num > 2 ** 63:
         raise CLIError(f"--seed must be in [0, 2^63 - n], got {a.seed}")
-    models = load_models(a.checkpoint or DEFAULT_STUDENT, a.vae or DEFAULT_VAE, a.text_encoder or DEFAULT_TEXT_ENCODER)
+    models = load_models(a.checkpoint or DEFAULT_STUDENT, a.vae or DEFAULT_VAE, a.text_encoder or DEFAULT_TEXT_ENCODER,
+                         a.device)
     caption = a.caption.strip()
     for i in range(a.num):
         seed = a.seed + i
@@ -267,6 +277,9 @@ def _checkpoint_args(ap: argparse.ArgumentParser, refine: bool = False) -> None:
     ap.add_argument("--vae", type=Path, default=None, help=f"VAE .safetensors (default: {default})")
     ap.add_argument("--text-encoder", type=Path, default=None,
                     help=f"tiny-clap text encoder .safetensors (default: {default})")
+    ap.add_argument("--device", default="cpu",
+                    help="where the student and the VAE run, e.g. cuda (default cpu); z_T comes from the seed on "
+                         "the CPU, so the same seed starts from the same noise on every device")
 
 
 def main(argv=None) -> int:
@@ -334,7 +347,7 @@ def _refine(argv) -> int:
             raise CLIError(f"{role.replace('_', ' ')} checkpoint {p} (sha256 {digest[:12]}) is not the one that made "
                            f"this candidate (sha256 {str(cks[role]['sha256'])[:12]}); pass the same file")
         paths[role] = p
-    models = load_models(paths["student"], paths["vae"], paths["text_encoder"])
+    models = load_models(paths["student"], paths["vae"], paths["text_encoder"], a.device)
     caption, seed = side["caption"], int(side["seed"])
     out = a.out if a.out is not None else a.candidate.resolve().parent
     t0 = time.perf_counter()

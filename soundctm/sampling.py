@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from soundctm.edm import RHO, SIGMA_MAX, SIGMA_MIN, as_batch, cfg_denoiser, heun_solve, karras_sigmas
-from soundctm.rng import GeneratorLike, prior_noise, randn
+from soundctm.rng import GeneratorLike, prior_noise, randn, seeded_generators
 
 
 def karras_steps(n: int, sigma_min: float = SIGMA_MIN, sigma_max: float = SIGMA_MAX, rho: float = RHO) -> torch.Tensor:
@@ -35,19 +35,22 @@ def _check_grid(sigmas: torch.Tensor) -> torch.Tensor:
 
 
 def guided_jump(student, z: torch.Tensor, t, s, cond: torch.Tensor, uncond: torch.Tensor | None, omega,
-                nu: float) -> torch.Tensor:
-    """Eq. (10): nu G(z, c) + (1 - nu) G(z, empty). With nu == 1 the unconditional branch is never
-    evaluated; otherwise both run as ONE batched forward."""
+                nu: float, *, always_uncond: bool = False) -> torch.Tensor:
+    """Eq. (10): nu G(z, c) + (1 - nu) G(z, empty). With nu == 1 the unconditional branch is not
+    evaluated, unless `always_uncond` (the official sampler always evaluates it; the result is then
+    G(z, c) from the batched forward, for timing that cost); otherwise both run as ONE batched forward."""
     b = z.shape[0]
     t, s, w = as_batch(t, b, z), as_batch(s, b, z), as_batch(omega, b, z)
-    if nu == 1.0:
+    if nu == 1.0 and not always_uncond:
         return student(z, t, s, cond, w)
     if uncond is None:
-        raise ValueError("nu != 1 needs the unconditional embedding `uncond`")
+        raise ValueError("nu != 1 (or always_uncond) needs the unconditional embedding `uncond`")
     unc = uncond.expand(b, *uncond.shape[1:]) if uncond.shape[0] != b else uncond
     both = student(torch.cat([z, z]), torch.cat([t, t]), torch.cat([s, s]), torch.cat([cond, unc.to(cond.dtype)]),
                    torch.cat([w, w]))
     zc, zu = both.chunk(2)
+    if nu == 1.0:
+        return zc
     return zu + nu * (zc - zu)
 
 
@@ -59,12 +62,13 @@ def _check_gamma(gamma: float) -> None:
 @torch.no_grad()
 def sample(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None = None,
            *, omega=5.0, nu: float = 1.0, gamma: float = 0.0, generator: GeneratorLike = None,
-           callback=None) -> torch.Tensor:
+           callback=None, always_uncond: bool = False) -> torch.Tensor:
     """Algorithm 1. z_T: [B, C, T] (already scaled by sigma_max); sigmas: descending grid [N + 1] (N jumps,
     e.g. `karras_steps(N)`); cond [B, L, D]; uncond [1 or B, L, D] (needed when nu != 1).
 
     gamma = 0 is deterministic given z_T; gamma = 1 is consistency-model sampling. `generator` (one, or
     one per example for batch-independent noise) drives the gamma noise. `callback(i, z)` after jump i.
+    `always_uncond`: evaluate the unconditional branch even when nu = 1 (see `guided_jump`).
     Returns z at the last grid point.
     """
     _check_gamma(gamma)
@@ -74,7 +78,7 @@ def sample(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
     for i in range(n):
         t_n, t_next = grid[i], grid[i + 1]
         t_tilde = (1.0 - gamma ** 2) ** 0.5 * t_next
-        z = guided_jump(student, z, t_n, t_tilde, cond, uncond, omega, nu)
+        z = guided_jump(student, z, t_n, t_tilde, cond, uncond, omega, nu, always_uncond=always_uncond)
         if gamma > 0 and i < n - 1:
             eps = randn(tuple(z.shape), generator, device=z.device, dtype=z.dtype)
             z = z + gamma * t_next * eps
@@ -130,19 +134,19 @@ SAMPLERS = {"ctm": sample, "heun": heun_sample, "euler": euler_sample}
 def sample_seeded(sampler, model, sigmas: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None,
                   seeds, *, batch: int = 40, **options) -> torch.Tensor:
     """Latents [B, C, T] from `sampler` (a SAMPLERS value) in batches of `batch`; example i's prior noise
-    z_T comes from seeds[i] (`prior_noise`), so the result does not depend on the batch size."""
+    z_T comes from seeds[i] (`prior_noise`, created on cond's device), so the result does not depend on the
+    batch size."""
     seeds = list(seeds)
     out = []
     for i in range(0, len(seeds), batch):
-        z_T = prior_noise(seeds[i:i + batch], tuple(model.latent_shape))
+        z_T = prior_noise(seeds[i:i + batch], tuple(model.latent_shape), device=cond.device)
         out.append(sampler(model, z_T, sigmas, cond[i:i + batch], uncond, **options))
     return torch.cat(out)
 
 
 def per_example_noise_like(z: torch.Tensor, seeds) -> torch.Tensor:
-    """Noise shaped like z with row i from seed i (batch-split independent)."""
-    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    return randn(tuple(z.shape), gens, device=z.device, dtype=z.dtype)
+    """Noise shaped like z with row i from seed i (batch-split independent), on z's device."""
+    return randn(tuple(z.shape), seeded_generators(seeds), device=z.device, dtype=z.dtype)
 
 
 __all__ = ["karras_steps", "sample", "heun_sample", "euler_sample", "SAMPLERS", "sample_seeded", "guided_jump",

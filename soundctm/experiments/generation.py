@@ -27,9 +27,12 @@ def row_grid(row: Row) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample_row(row: Row, model, z_T: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor) -> torch.Tensor:
-    """Latents [B, C, T] of `row`'s sampler from z_T [B, C, T]."""
+def sample_row(row: Row, model, z_T: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, *,
+               always_uncond: bool = False) -> torch.Tensor:
+    """Latents [B, C, T] of `row`'s sampler from z_T [B, C, T] (on the model's device; the grid is computed
+    in float64 on the CPU and moved there by the sampler). `always_uncond`: the student evaluates the
+    unconditional branch even at nu = 1, as the official sampler does (for timing that cost)."""
     opts = {"omega": row.omega}
     if row.sampler == "ctm":
-        opts.update(nu=row.nu, gamma=row.gamma)
+        opts.update(nu=row.nu, gamma=row.gamma, always_uncond=always_uncond)
     return SAMPLERS[row.sampler](model, z_T, row_grid(row), cond, uncond, **opts)

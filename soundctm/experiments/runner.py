@@ -39,6 +39,7 @@ from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, metric_dists
 from soundctm.experiments.tier import Components, Tier
+from soundctm.experiments.timing import time_call, timing_column
 from soundctm.io import load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
@@ -114,7 +115,7 @@ class Runner:
     def comp(self) -> Components:
         if self._comp is None:
             self.log(f"[runner] {self.tier.name} tier: loading components ...")
-            self._comp = self.tier.load(self.cache)
+            self._comp = self.tier.on_device(self.tier.load(self.cache))
         return self._comp
 
     @property
@@ -222,12 +223,13 @@ class Runner:
             wavs = self._decode(self.latents(row))
         elif row.source == "zeros":
             c, t = self.latent_shape()
-            one = self._decode(torch.zeros(1, c, t))[0]
+            one = self._decode(torch.zeros(1, c, t, device=self.tier.device))[0]
             wavs = [one] * len(unit)
         elif row.source == "noise":
             c, t = self.latent_shape()
             sd = float(self.comp.vae.sigma_data)  # latents are normalised to N(0, sigma_data^2) per channel
-            wavs = self._decode(prior_noise([s + 10_000_019 for s in seeds], (c, t), sigma_max=sd))
+            wavs = self._decode(prior_noise([s + 10_000_019 for s in seeds], (c, t), sigma_max=sd,
+                                             device=self.tier.device))
         elif row.source == "real-other":
             wavs = self._real_takes()
         elif row.source == "vae-recon":
@@ -305,27 +307,38 @@ class Runner:
         return sc
 
     # ------------------------------------------------------------------ timing
-    def timing(self, row: Row, repeats: int | None = None) -> list[float]:
-        """Seconds per sample at batch 1 (prior noise, sampling, VAE decode): every repeat after one warm-up."""
+    def timing(self, row: Row, repeats: int | None = None, *, batch: int = 1, always_uncond: bool = False,
+               warmup: int = 1) -> list[float]:
+        """Seconds per sample of generating `batch` samples at once: prior noise (drawn on the tier's device),
+        the row's sampler, VAE decode; the conditioning is computed once, outside the timing. One value per
+        repeat after `warmup` untimed calls; on CUDA every call is synchronised (`timing.time_call`).
+        `always_uncond`: the student evaluates the unconditional branch even at nu = 1 (the official sampler)."""
         repeats = repeats or self.tier.timing_repeats
-        model = load_export(self.exports(row.run)[0], self.tier.device)
-        cond, uncond = self._conditioning(model, [self.units[0].captions[0]])
-        sync = torch.cuda.synchronize if self.tier.device.startswith("cuda") else (lambda: None)
+        dev = self.tier.device
+        model = load_export(self.exports(row.run)[0], dev)
+        cond, uncond = self._conditioning(model, [self.units[0].captions[0]] * batch)
+        seeds = [self.seed + i for i in range(batch)]
+        vae = self.comp.vae
 
         def once():
-            z_T = prior_noise([self.seed], tuple(model.latent_shape), device=self.tier.device)
-            z = sample_row(row, model, z_T, cond, uncond)
-            self.comp.vae.decode(z)
-            sync()
+            z_T = prior_noise(seeds, tuple(model.latent_shape), device=dev, generator_device=None)
+            vae.decode(sample_row(row, model, z_T, cond, uncond, always_uncond=always_uncond))
 
         with torch.no_grad():
-            once()
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                once()
-                times.append(time.perf_counter() - t0)
-        return times
+            return [t / batch for t in time_call(once, dev, repeats, warmup)]
+
+    def timings(self, row: Row, batches: tuple[int, ...] = (1,), always_uncond: tuple[bool, ...] = (False,),
+                repeats: int | None = None) -> dict[str, list[float]]:
+        """`timing` for every batch size and choice of always_uncond, keyed by its column name
+        (`timing.timing_column`); always_uncond=True is timed only where it changes the work (a student row at
+        nu = 1)."""
+        out = {}
+        for b in batches:
+            for au in always_uncond:
+                if au and not (row.sampler == "ctm" and row.nu == 1.0):
+                    continue
+                out[timing_column(b, au)] = self.timing(row, repeats, batch=b, always_uncond=au)
+        return out
 
     # ------------------------------------------------------------------ a table
     def run(self, table: Table) -> TableResult:

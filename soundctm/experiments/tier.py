@@ -72,6 +72,16 @@ class Tier:
     def results_dir(self) -> Path:
         return REPO / "results" / self.name
 
+    def on_device(self, comp: Components) -> Components:
+        """The tier's one device policy: `device` is where the runner loads every teacher / student and
+        creates the prior noise, the conditioning and the time grid, so the VAE that decodes the latents is
+        moved there too. The text encoder may stay where its tier put it (the conditioning it returns is
+        moved to `device`; the tiny tier's CLAP is shared with the tiny-clap embedder), and the embedders
+        take waveforms and manage their own device."""
+        if isinstance(comp.vae, torch.nn.Module):
+            comp.vae.to(self.device)
+        return comp
+
 
 # ----------------------------------------------------------------------------------------- tiny
 
@@ -194,7 +204,7 @@ def _paper_load(cache=None) -> Components:
     openl3, passt, clap = get_embedder("openl3"), get_embedder("passt"), get_embedder("laion-clap")
     identity = {"vae": file_checksum(assets["vae"]), "audiocaps": file_checksum(assets["test_5cap"]),
                 "fd": openl3.settings(), "kl": passt.settings(), "clap": clap.settings()}
-    return Components(PAPER_AUDIO.sample_rate, list(by_clip.values()), vae, LaionClapText(),
+    return Components(PAPER_AUDIO.sample_rate, list(by_clip.values()), vae, LaionClapText(device=device),
                       {"fd": openl3, "kid": openl3, "kl": passt, "clap": clap}, identity, None, "1/44.1kHz")
 
 

@@ -134,7 +134,7 @@ def retrieval_recall(
             for j in range(0, len(queries), batch_size)
         ]
     )
-    target = torch.tensor([i for i, _ in queries])
+    target = torch.tensor([i for i, _ in queries], device=t.device)
     sims = t @ a.to(t).t()  # [Q, N]
     own = sims.gather(1, target[:, None].to(sims.device))
     rank = 1 + (sims > own).sum(dim=1)  # ties count in the query's favour

@@ -311,7 +311,8 @@ class ClapEmbedder(Embedder):
                 for xb in batches:
                     captured.clear()
                     branch(
-                        {"waveform": xb, "longer": torch.zeros(len(xb), dtype=torch.bool)}, device=self.device
+                        {"waveform": xb, "longer": torch.zeros(len(xb), dtype=torch.bool, device=self.device)},
+                        device=self.device
                     )
                     for k, t in enumerate(captured):
                         stages[k].append(t if grad else t.detach())
