@@ -39,7 +39,10 @@ def make_runner(args) -> Runner:
 
 
 def run_table(table: Table, args, runner: Runner | None = None) -> dict:
-    """Run `table` (with `runner`, shared between tables, or a new one) and write its files."""
+    """Run `table` (with `runner`, shared between tables, or a new one) and write its files. A
+    listening test (Tables 4, 9) exports its kit instead (`experiments.listening.run_kit`)."""
+    if getattr(table, "kind", None) == "listening-test":
+        return table.run(args, runner)
     runner = runner or make_runner(args)
     tier = runner.tier
     res = runner.run(table)
