@@ -18,7 +18,10 @@ from torch import nn
 
 __all__ = [
     "mel_filterbank",
+    "stft",
     "stft_magnitude",
+    "stft_same",
+    "istft_same",
     "log_mel",
     "LogMel",
     "resample",
@@ -64,12 +67,53 @@ def mel_filterbank(
     return torch.from_numpy(_mel_fb_np(int(sample_rate), int(n_fft), int(n_mels), float(fmin), float(fmax)))
 
 
+def stft(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor | None = None, *, center: bool = True,
+         pad_mode: str = "reflect") -> torch.Tensor:
+    """The package's one STFT. x: [..., N] -> complex [B, n_fft // 2 + 1, frames] (leading dims flattened).
+
+    window: default a periodic Hann of n_fft on x's device; center: torch's centred framing (a signal too
+    short to reflect is zero-padded instead)."""
+    x = x.reshape(-1, x.shape[-1])
+    if window is None:
+        window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
+    if center and pad_mode == "reflect" and x.shape[-1] <= n_fft // 2:
+        pad_mode = "constant"
+    return torch.stft(x, n_fft, hop_length=hop, window=window, center=center, pad_mode=pad_mode,
+                      return_complex=True)
+
+
 def stft_magnitude(x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
     """x: [B, 1, N] or [B, N] -> magnitude [B, n_fft // 2 + 1, frames]."""
-    x = x.reshape(-1, x.shape[-1])
-    win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
-    spec = torch.stft(x, n_fft, hop_length=hop, window=win, center=True, return_complex=True)
-    return spec.abs()
+    return stft(x, n_fft, hop).abs()
+
+
+def stft_same(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Complex STFT with "same" framing: exactly N / hop frames, frame t centred on sample
+    t * hop + hop / 2 (reflect padding of (n_fft - hop) / 2 on both sides, no centring).
+
+    x: [B, 1, N] -> [B, n_fft // 2 + 1, N / hop] complex.
+    """
+    pad = (n_fft - hop) // 2
+    x = x.reshape(x.shape[0], 1, -1)
+    mode = "reflect" if x.shape[-1] > pad else "constant"
+    x = nn.functional.pad(x, (pad, pad), mode=mode)[:, 0]
+    return stft(x, n_fft, hop, window, center=False)
+
+
+def istft_same(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    """Inverse of `stft_same` (windowed overlap-add divided by the squared-window envelope, as
+    in Vocos' "same"-padding ISTFT; torch.istft cannot trim an uncentred signal).
+
+    spec: [B, n_fft // 2 + 1, T] complex -> [B, 1, T * hop].
+    """
+    b, _, t = spec.shape
+    pad = (n_fft - hop) // 2
+    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]  # [B, n_fft, T]
+    size = (t - 1) * hop + n_fft
+    fold = functools.partial(nn.functional.fold, output_size=(1, size), kernel_size=(1, n_fft), stride=(1, hop))
+    y = fold(frames)[:, 0, 0, pad : size - pad]
+    env = fold(window.square()[None, :, None].expand(1, n_fft, t))[0, 0, 0, pad : size - pad]
+    return (y / env.clamp_min(1e-8))[:, None]
 
 
 def log_mel(
@@ -93,16 +137,7 @@ class LogMel(nn.Module):
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mode = "reflect" if x.shape[-1] > self.n_fft // 2 else "constant"
-        spec = torch.stft(
-            x.float(),
-            self.n_fft,
-            self.hop,
-            window=self.window,
-            center=True,
-            pad_mode=mode,
-            return_complex=True,
-        )
+        spec = stft(x.float(), self.n_fft, self.hop, self.window)
         power = spec.real.square() + spec.imag.square()
         return torch.log(self.fb @ power + self.floor)
 

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from soundctm.audio import stft
+
 __all__ = [
     "PeriodDiscriminator",
     "MultiPeriodDiscriminator",
@@ -99,9 +101,7 @@ class STFTDiscriminator(nn.Module):
         self.out = weight_norm(nn.Conv2d(channels[-1], 1, (3, 3), padding=(1, 1)))
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        spec = torch.stft(
-            wav.reshape(-1, wav.shape[-1]), self.n_fft, self.hop, window=self.window, return_complex=True
-        )
+        spec = stft(wav, self.n_fft, self.hop, self.window)
         x = torch.stack([spec.real, spec.imag], 1)  # [B, 2, F, T]
         feats, outs = [], []
         for (lo, hi), layers in zip(self.bands, self.band_layers):
