@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from soundctm.apps.plots import MissingPlotting
 from soundctm.experiments.report import to_markdown, write_result
 from soundctm.experiments.runner import Runner
 from soundctm.experiments.spec import Table
@@ -52,6 +53,11 @@ def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     print()
     print(to_markdown(res, rec["meta"]))
     print(f"[{table.name}] wrote {out}/{table.name}.{{csv,md,json}} in {res.wall_seconds:.0f} s")
+    for figure in table.extra.get("figures", ()):  # a table's PNG figures: figure(runner, result, out) -> path
+        try:
+            print(f"[{table.name}] wrote {figure(runner, res, out)}")
+        except MissingPlotting as e:
+            print(f"[{table.name}] figure {getattr(figure, '__name__', figure)} not drawn: {e}", file=sys.stderr)
     return rec
 
 

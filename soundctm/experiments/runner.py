@@ -35,10 +35,11 @@ import torch
 
 from soundctm.data.latent_cache import file_checksum
 from soundctm.distributed import map_tasks
+from soundctm.experiments import applications as A
 from soundctm.experiments.claims import Verdict, check
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
-from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, metric_dists
+from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, item_mean_dist, metric_dists
 from soundctm.experiments.tier import Components, Tier
 from soundctm.experiments.timing import time_call, timing_column
 from soundctm.io import load_safetensors, save_safetensors, write_json
@@ -65,6 +66,11 @@ _PKG = Path(__file__).resolve().parents[1]
 # The code an artifact depends on: a change to any of these files re-generates (never re-trains).
 GENERATION_CODE = ("edm.py", "ctm.py", "sampling.py", "rng.py", "nn", "experiments/generation.py")
 SCORING_CODE = ("metrics", "audio.py", "experiments/generation.py")
+
+
+def generation_code(row: Row) -> tuple[str, ...]:
+    """The code a row's samples depend on: an application row's also on its application (`A.APP_CODE`)."""
+    return GENERATION_CODE + A.APP_CODE if A.is_app(row) else GENERATION_CODE
 
 
 @functools.cache
@@ -184,7 +190,7 @@ class Runner:
         """Generated latents of every item of `row` [N, C, T] (cached)."""
         exports = self.exports(row.run)
         key_settings = {**self._base_settings(), "row": row.generation_settings(),
-                        "models": [file_sha(p) for p in exports], "code": code_hash(GENERATION_CODE)}
+                        "models": [file_sha(p) for p in exports], "code": code_hash(generation_code(row))}
         path = self.store / f"latents-{settings_hash(key_settings)}.safetensors"
         if path.exists():
             return load_safetensors(path)[0]["z"]
@@ -199,7 +205,8 @@ class Runner:
                 part = idx[b : b + BATCH]
                 cond, uncond = self._conditioning(model, [caps[i] for i in part])
                 z_T = prior_noise([seeds[i] for i in part], tuple(model.latent_shape), device=self.tier.device)
-                z = sample_row(row, model, z_T, cond, uncond).float().cpu()
+                z = (A.app_latents(self, row, model, part, z_T, cond, uncond, model_id=key_settings["models"][m_i])
+                     if A.is_app(row) else sample_row(row, model, z_T, cond, uncond)).float().cpu()
                 for i, zi in zip(part, z):
                     out[i] = zi
                 self.log(f"[runner]   {row.name}: {sum(x is not None for x in out)}/{n} latents "
@@ -228,6 +235,10 @@ class Runner:
         pair = unit.copy()
         if row.source == "sampler":
             wavs = self._decode(self.latents(row))
+            if A.is_app(row):
+                wavs = A.app_audio(self, row, wavs)
+        elif row.source in A.APP_SOURCES:
+            wavs = A.app_audio(self, row)
         elif row.source == "zeros":
             c, t = self.latent_shape()
             one = self._decode(torch.zeros(1, c, t, device=self.tier.device))[0]
@@ -283,7 +294,7 @@ class Runner:
         if row.source == "sampler":
             gen["models"] = [file_sha(p) for p in self.exports(row.run)]
         return {**self._base_settings(), "row": gen, "scores": 1,
-                "code": [code_hash(SCORING_CODE), code_hash(GENERATION_CODE)]}
+                "code": [code_hash(SCORING_CODE), code_hash(generation_code(row))]}
 
     def _scores_file(self, key_settings: dict) -> Path:
         return self.store / f"scores-{settings_hash(key_settings)}.npz"
@@ -312,6 +323,20 @@ class Runner:
         _save_scores(path, sc, key_settings)
         self.log(f"[runner]   {row.name}: scored {len(wavs)} clips ({time.time() - t0:.0f} s)")
         return sc
+
+    def item_metric(self, row: Row, family: str) -> np.ndarray:
+        """Per-item values [N] of a per-item metric family (`applications.ITEM_METRICS`) of `row` (cached)."""
+        key = {**self._scores_settings(row), "item_metric": family, "app_code": code_hash(SCORING_CODE + A.APP_CODE)}
+        path = self.store / f"item-{family}-{settings_hash(key)}.npy"
+        if path.exists():
+            return np.load(path)
+        wavs, _, _ = self.audio(row)
+        values = A.item_metric(self, family, wavs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, values)
+        os.replace(tmp, path)
+        return values
 
     # ------------------------------------------------------------------ timing
     def timing(self, row: Row, repeats: int | None = None, *, batch: int = 1, always_uncond: bool = False,
@@ -401,6 +426,13 @@ class Runner:
                 one = Bootstrap(len(self.units), 2, self.seed)
                 per = [metric_dists(sc.subset(seed_of == k), ref, fams, one) for k in range(len(r.run.seeds))]
                 seed_values[r.name] = {m: [p[m].value for p in per] for m in dists[r.name]}
+            for m in table.metrics:  # per-item metric families (applications), after the embedders' ones
+                if m in A.ITEM_METRICS and r.source != "shuffled-captions":
+                    values = self.item_metric(r, m)
+                    dists[r.name][m] = item_mean_dist(values, sc.unit, boot)
+                    if r.name in seed_values:  # item i came from training seed number i mod n
+                        k = len(r.run.seeds)
+                        seed_values[r.name][m] = [float(values[j::k].mean()) for j in range(k)]
             if r.timed:
                 seconds[r.name] = self.timing(r)
             if r.train_memory:
@@ -410,7 +442,8 @@ class Runner:
                                                         if r.name in seconds else ""))
         verdicts = [check(c, dists, seconds, memory) for c in table.claims]
         e = self.comp.embedders
-        columns = {m: f"{m.upper()}[{e[m].tag}]" for m in table.metrics if m in e}
+        columns = {m: f"{m.upper()}[{e[m].tag}]" if m in e else A.ITEM_METRICS[m] for m in table.metrics
+                   if m in e or m in A.ITEM_METRICS}
         models = {r.name: [str(p) for p in self.exports(r.run)] for r in rows if r.run is not None}
         return TableResult(table, self.tier, dists, seconds, verdicts, columns, n_items, models,
                            time.time() - t_start, skipped, memory, memory_column, seed_values)
