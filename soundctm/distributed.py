@@ -3,8 +3,11 @@ inside functions). A thin adapter: it maps functions it is GIVEN over chunks, ta
 workers, and imports nothing of soundctm above the utilities (the callers pass their functions in).
 
 Sections:
-  1. Ray session helpers (`ray_available`, `init_ray`, `actor_resources`).
-  2. `map_tasks(fn, args, workers)`: independent calls as Ray tasks (in process for workers <= 1).
+  1. Ray session helpers (`ray_available`, `cluster_address`, `init_ray`, `session_available`,
+     `current_node`, `actor_resources`).
+  2. `run_tasks(fn, args, options=...)`: independent calls as Ray tasks with the resources and retries
+     they ask for (`map_tasks(fn, args, workers)`: the same, in process for workers <= 1);
+     `nodes_missing(path)`: the nodes that cannot see a path (is a store shared?).
   3. `map_chunks_ray(fn, jobs, state=..., setup=...)`: chunks on a pool of actors, each holding one
      `setup(state)` (e.g. one embedder); `soundctm.metrics.extract.extract_files(map_chunks=...)`.
   4. Ray Train (`run_training_ray(train_fn, config, run_dir, ...)`, `soundctm distill --workers N`);
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,13 @@ from soundctm.io import load_state, save_state
 
 __all__ = [
     "ray_available",
+    "cluster_address",
     "init_ray",
+    "session_available",
+    "current_node",
+    "fitting_nodes",
+    "run_tasks",
+    "nodes_missing",
     "actor_resources",
     "map_tasks",
     "map_chunks_ray",
@@ -56,22 +66,71 @@ def _require_ray():
     return ray
 
 
-def init_ray(num_cpus: int | None = None, **kwargs: Any) -> bool:
-    """Start or join a Ray session if none is running. Returns True when this call started it.
+def cluster_address() -> str | None:
+    """The running Ray cluster this process should join, or None: `RAY_ADDRESS`, else the cluster that
+    `ray start` recorded on this machine (how a script run by `ray submit` on the head finds it)."""
+    addr = os.environ.get("RAY_ADDRESS")
+    if addr:
+        return addr
+    try:
+        from ray._private.utils import read_ray_address  # optional package (ray); `ray start` writes it
+    except ImportError:
+        return None
+    try:
+        return read_ray_address() or None
+    except OSError:
+        return None
 
-    A plain call joins a running cluster (`RAY_ADDRESS` / `ray start`) or starts a local one.
-    `num_cpus` and other kwargs (e.g. `_temp_dir`, which must be short: Unix socket paths are
-    limited to 107 bytes) go to `ray.init`; the dashboard is off unless asked for.
+
+# ray.init arguments that only make sense when starting a local session (Ray refuses them when joining)
+_LOCAL_ONLY = ("num_cpus", "num_gpus", "resources", "labels", "object_store_memory", "_system_config", "_temp_dir",
+               "include_dashboard", "dashboard_host", "dashboard_port")
+_session = {"local": False}
+
+
+def init_ray(num_cpus: int | None = None, **kwargs: Any) -> bool:
+    """Join a running Ray cluster or start a local session, if none is connected. Returns True when
+    this call connected (the caller then shuts down), False when a session was already connected.
+
+    A running cluster (`cluster_address()`: `RAY_ADDRESS`, or `ray start` on this machine as under
+    `ray submit`) is joined with `ray.init(address="auto")`, and the local-only arguments (`num_cpus`,
+    `_temp_dir` - which must be short: Unix socket paths are limited to 107 bytes - ...) are dropped;
+    otherwise a local session starts with them. The dashboard is off unless asked for.
     """
     ray = _require_ray()
     if ray.is_initialized():
         return False
-    kwargs.setdefault("include_dashboard", False)
     kwargs.setdefault("log_to_driver", False)
+    if cluster_address() is not None:
+        ray.init(address="auto", **{k: v for k, v in kwargs.items() if k not in _LOCAL_ONLY})
+        _session["local"] = False
+        return True
+    kwargs.setdefault("include_dashboard", False)
     if num_cpus is not None:
         kwargs["num_cpus"] = num_cpus
     ray.init(**kwargs)
+    _session["local"] = True
     return True
+
+
+def session_available() -> bool:
+    """True when Ray work would run on a cluster: a session is connected or a cluster is running."""
+    if not ray_available():
+        return False
+    import ray  # optional package (ray)
+
+    return ray.is_initialized() or cluster_address() is not None
+
+
+def current_node() -> dict | None:
+    """{"node_id", "ip"} of the Ray node running the caller (None outside a Ray task or session)."""
+    try:
+        import ray  # optional package (ray)
+    except ImportError:
+        return None
+    if not ray.is_initialized():
+        return None
+    return {"node_id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
 
 
 def actor_resources(workers: int) -> dict[str, float]:
@@ -92,32 +151,138 @@ def actor_resources(workers: int) -> dict[str, float]:
 
 
 # ============================================================================ 2. tasks
-def map_tasks(fn: Callable, args: Sequence[tuple], *, workers: int, init_kwargs: dict | None = None,
-              num_cpus: float = 1.0) -> list:
-    """[fn(*a) for a in args], as Ray tasks when workers > 1 (at most `workers` at once), in order.
+_RESOURCE_NAMES = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+CLUSTER_WAIT_S = 900.0  # how long a joined cluster may lack a node that fits a task (an autoscaler adds one)
 
-    `fn` must be importable by the workers (a module-level function). Starts a local Ray session when
-    none is running and shuts it down afterwards; the first failing task's error is raised.
-    """
-    if workers <= 1 or len(args) <= 1:
-        return [fn(*a) for a in args]
+
+def _demand(options: dict) -> dict[str, float]:
+    d = {_RESOURCE_NAMES[k]: float(v) for k, v in options.items() if k in _RESOURCE_NAMES and v}
+    d.update({k: float(v) for k, v in (options.get("resources") or {}).items() if v})
+    return d
+
+
+def fitting_nodes(options: dict) -> list[str]:
+    """Ids of the alive nodes whose total resources can hold one task with these Ray `options`."""
     ray = _require_ray()
+    need = _demand(options)
+    return [n["NodeID"] for n in ray.nodes()
+            if n.get("Alive") and all(float(n.get("Resources", {}).get(k, 0.0)) >= v for k, v in need.items())]
+
+
+def _node_table() -> str:
+    ray = _require_ray()
+    return "; ".join(f"{n['NodeID'][:8]}: {dict(sorted(n.get('Resources', {}).items()))}"
+                     for n in ray.nodes() if n.get("Alive"))
+
+
+def run_tasks(fn: Callable, args: Sequence[tuple], *, options: dict | None = None, limit: int | None = None,
+              on_result: Callable[[int, Any], None] | None = None, init_kwargs: dict | None = None,
+              resource_wait_s: float | None = None) -> list:
+    """[fn(*a) for a in args] as Ray tasks, in order; `on_result(i, result)` in the driver as each ends.
+
+    options: Ray task options: resources (`num_cpus` (default 1), `num_gpus`, `memory`, `resources`) and
+      `max_retries` (default 3: a task whose worker or node dies is run again elsewhere; an exception
+      raised by `fn` itself is not retried). `fn` must be importable by the workers (module level).
+    limit: at most this many tasks in flight (None: all at once; Ray queues them by resources).
+    A task that no node can hold is an error, not a wait forever: at once for a local session, after
+    `resource_wait_s` (default CLUSTER_WAIT_S) on a joined cluster, whose autoscaler may add the node.
+    When a task fails, the others still finish (and reach `on_result`); then the first error is raised.
+    Joins a running cluster or starts a local session when none is connected (`init_ray(**init_kwargs)`;
+    a local one gets `num_cpus=limit` unless told) and disconnects afterwards.
+    """
+    ray = _require_ray()
+    opts = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False, **(options or {})}
     init_kwargs = dict(init_kwargs or {})
-    if "num_cpus" not in init_kwargs and not ray.is_initialized() and not os.environ.get("RAY_ADDRESS"):
-        init_kwargs["num_cpus"] = max(workers, 1)
+    if limit and "num_cpus" not in init_kwargs:
+        init_kwargs["num_cpus"] = max(int(limit), 1)
     started = init_ray(**init_kwargs)
     try:
-        remote = ray.remote(num_cpus=num_cpus)(fn)
-        pending, out = {}, [None] * len(args)
-        queue = list(enumerate(args))
+        if resource_wait_s is None:
+            resource_wait_s = 0.0 if _session["local"] and started else CLUSTER_WAIT_S
+        if not fitting_nodes(opts) and resource_wait_s <= 0:
+            raise RuntimeError(f"no node of the Ray cluster can run a task asking for {_demand(opts)} "
+                               f"(nodes: {_node_table()})")
+        remote = ray.remote(fn).options(**opts)
+        queue, pending, out = list(enumerate(args)), {}, [None] * len(args)
+        first_error: BaseException | None = None
+        starved_since = None
         while queue or pending:
-            while queue and len(pending) < workers:
+            while queue and (limit is None or len(pending) < limit):
                 i, a = queue.pop(0)
                 pending[remote.remote(*a)] = i
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+            if not done:
+                if fitting_nodes(opts):
+                    starved_since = None
+                    continue
+                starved_since = starved_since or time.monotonic()
+                if time.monotonic() - starved_since > resource_wait_s:
+                    for ref in pending:
+                        ray.cancel(ref, force=True)
+                    raise RuntimeError(f"for {resource_wait_s:.0f} s no node of the Ray cluster could run a task "
+                                       f"asking for {_demand(opts)} (nodes: {_node_table()})")
+                continue
             for ref in done:
-                out[pending.pop(ref)] = ray.get(ref)
+                i = pending.pop(ref)
+                try:
+                    out[i] = ray.get(ref)
+                except ray.exceptions.RayTaskError as e:
+                    first_error = first_error or e.as_instanceof_cause()
+                    continue
+                except ray.exceptions.RayError as e:  # retries exhausted, task cancelled, ...
+                    first_error = first_error or e
+                    continue
+                if on_result is not None:
+                    on_result(i, out[i])
+        if first_error is not None:
+            raise first_error
         return out
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def map_tasks(fn: Callable, args: Sequence[tuple], *, workers: int, init_kwargs: dict | None = None,
+              num_cpus: float = 1.0, options: dict | None = None) -> list:
+    """[fn(*a) for a in args]: in this process for workers <= 1, else `run_tasks` with at most `workers`
+    in flight (`options` as there; `num_cpus` per task unless `options` says)."""
+    if workers <= 1:
+        return [fn(*a) for a in args]
+    return run_tasks(fn, args, options={"num_cpus": num_cpus, **(options or {})}, limit=workers,
+                     init_kwargs=init_kwargs)
+
+
+def _exists(path: str) -> bool:
+    return os.path.exists(path)
+
+
+def nodes_missing(path: str | os.PathLike, timeout_s: float = 120.0) -> list[str]:
+    """Ids of the alive nodes (other than the driver's) on which `path` does not exist: one zero-CPU task
+    pinned to each node. A node that does not answer within `timeout_s` is not counted."""
+    ray = _require_ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy  # optional package (ray)
+
+    started = init_ray()
+    try:
+        me = ray.get_runtime_context().get_node_id()
+        probe = ray.remote(_exists)
+        refs = {probe.options(num_cpus=0, max_retries=0,
+                              scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+                              ).remote(str(path)): n["NodeID"]
+                for n in ray.nodes() if n.get("Alive") and n["NodeID"] != me}
+        if not refs:
+            return []
+        done, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in late:
+            ray.cancel(ref, force=True)
+        missing = []
+        for ref in done:
+            try:
+                if not ray.get(ref):
+                    missing.append(refs[ref])
+            except ray.exceptions.RayError:  # the node went away meanwhile
+                pass
+        return missing
     finally:
         if started:
             ray.shutdown()

@@ -10,8 +10,14 @@ Artifacts, each under a hash of everything that determines it (so tables share t
       -> bootstrap intervals and claim verdicts (cheap; recomputed on every run)
 
 A killed run resumes: training resumes from its checkpoints, and every finished artifact is
-reused. With `workers > 1` the independent trainings of one stage and the rows' scoring run as
-Ray tasks (`soundctm.distributed.map_tasks`), otherwise in this process; both give the same files.
+reused. On Ray (`workers > 1`, or `workers = 0` with a Ray cluster running or connected) every
+artifact node is a Ray task asking for the tier's resources for its kind (`Tier.task_resources`:
+"train" = one run and training seed, "score" = generate, decode and embed one row, "reference" =
+embed the real clips), retried on another node when its node dies; the driver only schedules and
+reads the results back. Each task publishes its artifact to the store (`--store`: a folder every
+node mounts, or an s3:// / gs:// URI; `experiments.store`), trained models as
+`models/<sha>.safetensors`, and records where it ran in `nodes/<artifact>.json`. Otherwise the work
+runs in this process; both give the same files.
 
 Items: unit u (a test clip), caption k < captions_per_unit, sample j < samples_per_caption;
 item i = (u * K + k) * S + j gets prior noise from seed `seed + i`, so every row sees the same z_T
@@ -33,16 +39,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundctm import distributed
 from soundctm.data.latent_cache import file_checksum
-from soundctm.distributed import map_tasks
 from soundctm.experiments import applications as A
 from soundctm.experiments.claims import Verdict, check
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, item_mean_dist, metric_dists
+from soundctm.experiments.store import Store, open_store
 from soundctm.experiments.tier import Components, Tier
 from soundctm.experiments.timing import time_call, timing_column
-from soundctm.io import load_safetensors, save_safetensors, write_json
+from soundctm.io import atomic_write, load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
 from soundctm.paths import cache_dir
@@ -109,19 +116,35 @@ class TableResult:
 
 
 class Runner:
-    """Runs tables on one tier, sharing one artifact store (default `$SOUNDCTM_CACHE/<tier>/artifacts`)."""
+    """Runs tables on one tier, sharing one artifact store (default `$SOUNDCTM_CACHE/<tier>/artifacts`).
+
+    workers: 1 = everything in this process; N > 1 = Ray tasks, at most N at once (a local Ray session
+      is started when no cluster is running); 0 (default) = Ray tasks when a Ray session is connected
+      or a cluster is running (`ray submit`, `RAY_ADDRESS`), else in this process.
+    store: a folder (on a cluster: one every node mounts at the same path) or a URI (`s3://...`,
+      `gs://...`, `file://...`) through pyarrow.fs / fsspec; `self.store` is the local folder this
+      process reads and writes (a URI store's local mirror).
+    max_retries: how often a Ray task is run again after its worker or node died.
+    """
 
     def __init__(self, tier: Tier, cache=None, *, workers: int = 0, seed: int = 0, n_units: int | None = None,
-                 samples_per_caption: int | None = None, n_boot: int | None = None, store=None, log=print):
+                 samples_per_caption: int | None = None, n_boot: int | None = None, store=None, log=print,
+                 max_retries: int = 3, resource_wait_s: float | None = None):
         self.tier, self.cache, self.workers, self.seed, self.log = tier, cache, workers, seed, log
         self.n_units = n_units if n_units is not None else tier.n_units
         self.S = samples_per_caption or tier.samples_per_caption
         self.K = tier.captions_per_unit
         self.n_boot = n_boot or tier.n_boot
         root = Path(cache).expanduser() if cache is not None else cache_dir()
-        self.store = Path(store) if store is not None else root / tier.name / "artifacts"
+        self.artifacts: Store = open_store(store if store is not None else root / tier.name / "artifacts",
+                                           mirror=root / "store-mirror")
+        self.store = self.artifacts.local_dir
+        self.max_retries, self.resource_wait_s = max_retries, resource_wait_s
         self._comp: Components | None = None
         self._exports: dict[Run, list[Path]] = {}
+        self._shas: dict[Run, list[str]] = {}  # file_sha of each export (read once)
+        self._origin: dict[Run, list[str]] = {}  # models trained on Ray: their training run's export
+        self._store_checked = False
 
     # ------------------------------------------------------------------ components and items
     @property
@@ -164,19 +187,22 @@ class Runner:
             self._exports[run] = paths
         return self._exports[run]
 
+    def model_shas(self, run: Run) -> list[str]:
+        """file_sha of the export of every training seed of `run` (part of the artifact keys)."""
+        if run not in self._shas:
+            self._shas[run] = [file_sha(p) for p in self.exports(run)]
+        return self._shas[run]
+
     def prepare_models(self, *tables: Table) -> None:
-        """Train every run of the tables: teachers first, then students (independent runs in parallel)."""
+        """Train every run of the tables: teachers first, then students (independent runs in parallel;
+        on Ray every run and seed is one "train" task, see the module docstring)."""
         runs = {r.run for t in tables for r in t.rows if r.run is not None and r.not_run is None}
         teachers = {r.teacher for r in runs if r.teacher is not None} | {r for r in runs if r.kind == "teacher"}
         students = {r for r in runs if r.kind == "student"}
         for stage in (sorted(teachers, key=repr), sorted(students, key=repr)):
             jobs = [(r, s) for r in stage for s in r.seeds if r not in self._exports]
-            if self.workers > 1 and len(jobs) > 1:
-                teacher_of = {r: (self.exports(r.teacher)[0] if r.teacher else None) for r, _ in jobs}
-                args = [(self.tier, r.single(s), teacher_of[r], self.cache) for r, s in jobs]
-                paths = map_tasks(_build_task, args, workers=self.workers)
-                for (r, s), p in zip(jobs, paths):
-                    self._exports.setdefault(r, [None] * len(r.seeds))[r.seeds.index(s)] = Path(p)
+            if jobs and self.on_ray():
+                self._train_on_ray(jobs)
             for r in stage:
                 self.exports(r)
 
@@ -190,7 +216,7 @@ class Runner:
         """Generated latents of every item of `row` [N, C, T] (cached)."""
         exports = self.exports(row.run)
         key_settings = {**self._base_settings(), "row": row.generation_settings(),
-                        "models": [file_sha(p) for p in exports], "code": code_hash(generation_code(row))}
+                        "models": self.model_shas(row.run), "code": code_hash(generation_code(row))}
         path = self.store / f"latents-{settings_hash(key_settings)}.safetensors"
         if path.exists():
             return load_safetensors(path)[0]["z"]
@@ -276,9 +302,12 @@ class Runner:
         e = self.comp.embedders[family]
         return e.embed(wavs, self.comp.sample_rate, names=names)
 
+    def reference_path(self) -> Path:
+        return self._scores_file({**self._base_settings(), "reference": True, "code": code_hash(SCORING_CODE)})
+
     def reference(self) -> ItemScores:
         """The real test clips, one item per unit."""
-        path = self._scores_file({**self._base_settings(), "reference": True, "code": code_hash(SCORING_CODE)})
+        path = self.reference_path()
         if path.exists():
             return _load_scores(path)
         wavs = [u.audio for u in self.units]
@@ -292,7 +321,7 @@ class Runner:
     def _scores_settings(self, row: Row) -> dict:
         gen = row.generation_settings()
         if row.source == "sampler":
-            gen["models"] = [file_sha(p) for p in self.exports(row.run)]
+            gen["models"] = self.model_shas(row.run)
         return {**self._base_settings(), "row": gen, "scores": 1,
                 "code": [code_hash(SCORING_CODE), code_hash(generation_code(row))]}
 
@@ -401,7 +430,6 @@ class Runner:
     def run(self, table: Table) -> TableResult:
         t_start = time.time()
         self.prepare_models(table)
-        ref = self.reference()
         skipped = {r.name: r.not_run for r in table.rows if r.not_run is not None}
         if self.comp.retake is None:
             skipped.update({r.name: "needs a second real take of each test clip, which this tier lacks"
@@ -414,6 +442,7 @@ class Runner:
                  f"{self.S} samples; cached: {len(cached)}, to build: {len(rows) - len(cached)} "
                  f"({', '.join(r.name for r in rows if r.name not in cached) or 'none'}); skipped: {len(skipped)}")
         scored = self._score_all(rows)
+        ref = self.reference()  # (after the rows: on Ray, _score_all builds it alongside them)
         for r in rows:
             sc = scored[r.name]
             fams = [m for m in table.metrics if m in self.comp.embedders]
@@ -464,27 +493,134 @@ class Runner:
         self._score_all(rows)
 
     def _score_all(self, rows: list[Row]) -> dict[str, ItemScores]:
-        """Every row's scores; with workers > 1 the missing ones are computed as Ray tasks (each writes
-        its artifact to the shared store), then all are read back in this process."""
-        if self.workers > 1:
-            todo = [r for r in rows if not self.scores_path(r).exists()]
-            args = [(self.tier, self.cache, self.seed, self.n_units, self.S, self.n_boot, str(self.store), r)
-                    for r in todo]
-            map_tasks(_score_task, args, workers=self.workers)
+        """Every row's scores; on Ray the missing ones (and the reference) are computed as "score" /
+        "reference" tasks (each publishes its artifact to the store), then all are read back here."""
+        if self.on_ray():
+            self._score_on_ray(rows)
         return {r.name: self.scores(r) for r in rows}
+
+    # ------------------------------------------------------------------ Ray: artifact nodes as tasks
+    def on_ray(self) -> bool:
+        """Whether artifact nodes run as Ray tasks (see `workers`)."""
+        if self.workers == 1:
+            return False
+        return self.workers > 1 or distributed.session_available()
+
+    def _run_tasks(self, kind: str, fn, args: list[tuple], on_result) -> list:
+        opts = {**self.tier.task_resources(kind), "max_retries": self.max_retries}
+        self._check_store()
+        return distributed.run_tasks(fn, args, options=opts, limit=self.workers if self.workers > 1 else None,
+                                     on_result=on_result, resource_wait_s=self.resource_wait_s)
+
+    def _check_store(self) -> None:
+        """A folder store must be visible from every node that works (a cluster needs shared storage).
+        Checked once, on a running or connected cluster (a local session is one node)."""
+        if self._store_checked or self._uri_store() or not distributed.session_available():
+            return
+        probe = f".probe-{os.getpid()}-{time.time_ns()}"
+        self.artifacts.write_text(probe, "")
+        try:
+            missing = distributed.nodes_missing(self.store / probe)
+        finally:
+            (self.store / probe).unlink(missing_ok=True)
+        if missing:
+            raise RuntimeError(
+                f"the artifact store {self.store} is not visible from Ray node(s) {', '.join(m[:8] for m in missing)}: "
+                "give --store a folder every node mounts at the same path (NFS, a cloud filestore) or an "
+                "s3:// / gs:// URI")
+        self._store_checked = True
+
+    def _uri_store(self) -> bool:
+        """A URI store (read and written through the local mirror `self.store`), not a folder."""
+        return self.artifacts.uri != str(self.store)
+
+    def _task_spec(self) -> dict:
+        """What a task needs to rebuild this runner on a worker (the tier travels by value)."""
+        cache = str(Path(self.cache).expanduser().resolve()) if self.cache is not None else None
+        return {"tier": self.tier, "cache": cache, "seed": self.seed, "n_units": self.n_units,
+                "samples_per_caption": self.S, "n_boot": self.n_boot, "store": self.artifacts.uri,
+                "max_retries": self.max_retries}
+
+    def _train_on_ray(self, jobs: list[tuple[Run, int]]) -> None:
+        spec = self._task_spec()
+        teacher_of = {}
+        for r, _ in jobs:
+            if r.teacher is not None and r not in teacher_of:
+                self.exports(r.teacher)
+                teacher_of[r] = (self.model_shas(r.teacher)[0], self._origin.get(r.teacher, [None])[0])
+        args = [(spec, r.single(s), *teacher_of.get(r, (None, None))) for r, s in jobs]
+        t0 = time.time()
+
+        def landed(i, res):
+            r, s = jobs[i]
+            n = r.seeds.index(s)
+            self._exports.setdefault(r, [None] * len(r.seeds))[n] = self.store / _model_name(res["sha"])
+            self._shas.setdefault(r, [None] * len(r.seeds))[n] = res["sha"]
+            self._origin.setdefault(r, [None] * len(r.seeds))[n] = res["origin"]
+            self.log(f"[runner] model: {r.kind} {r.backbone} seed {s} {dict(r.options) or ''}-> {res['sha']} "
+                     f"(node {res['node'][:8]}, {time.time() - t0:.0f} s)")
+
+        self.log(f"[runner] training {len(jobs)} model(s) as Ray tasks ({self.tier.task_resources('train')} each)")
+        self._run_tasks("train", _build_task, args, landed)
+        for sha in {res for r, _ in jobs for res in self._shas[r]}:
+            self.artifacts.fetch(_model_name(sha))  # (a URI store: into the mirror, for this process' own use)
+
+    def _published(self, run: Run) -> list[tuple[str, str | None]]:
+        """(sha, the export's own path) of every seed of `run`, each export put into the store if missing
+        (a model this process trained or found itself)."""
+        out = []
+        for n, (p, sha) in enumerate(zip(self.exports(run), self.model_shas(run))):
+            origin = self._origin.get(run, [None] * (n + 1))[n] or str(Path(p).resolve())
+            if not self.artifacts.exists(_model_name(sha)):
+                self.artifacts.put_file(_model_name(sha), p)
+            out.append((sha, origin))
+        return out
+
+    def _score_on_ray(self, rows: list[Row]) -> None:
+        spec, jobs, seen = self._task_spec(), [], set()
+        ref = self.reference_path().name
+        if not self.artifacts.exists(ref):
+            jobs.append(("reference", None, ref, {}))
+            seen.add(ref)
+        for r in rows:
+            name = self.scores_path(r).name
+            if name in seen or self.artifacts.exists(name):
+                continue
+            seen.add(name)
+            jobs.append(("score", r, name, {r.run: self._published(r.run)} if r.source == "sampler" else {}))
+        t0 = time.time()
+        # one batch when both kinds ask for the same resources (the usual case), else one batch per kind
+        same = self.tier.task_resources("reference") == self.tier.task_resources("score")
+        for batch in ([jobs] if same else [[j for j in jobs if j[0] == k] for k in ("reference", "score")]):
+            if not batch:
+                continue
+            self.log(f"[runner] scoring {len(batch)} artifact(s) as Ray tasks "
+                     f"({self.tier.task_resources(batch[-1][0])} each)")
+
+            def landed(i, res, batch=batch):
+                r = batch[i][1]
+                self.log(f"[runner]   {r.name if r is not None else 'reference'}: scored on node {res['node'][:8]} "
+                         f"in {res['seconds']:.0f} s ({time.time() - t0:.0f} s since the first task)")
+
+            self._run_tasks(batch[-1][0], _score_task, [(spec, m, r, name) for _, r, name, m in batch], landed)
+        for name in [self.reference_path().name] + [self.scores_path(r).name for r in rows]:
+            self.artifacts.fetch(name)  # (a URI store: into the local mirror; a folder: nothing to do)
 
 
 def _save_scores(path: Path, sc: ItemScores, settings: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    """The settings sidecar first, then the scores (atomically): the .npz is the artifact's commit point."""
     arrays = {"unit": sc.unit, "pair": sc.paired_units, "frames": sc.frames, "frame_counts": sc.frame_counts}
     if sc.probs is not None:
         arrays["probs"] = sc.probs
     if sc.clap is not None:
         arrays["clap"] = sc.clap
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
     write_json(path.with_suffix(".json"), settings)
+
+    def _w(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, _w)
 
 
 def _load_scores(path: Path) -> ItemScores:
@@ -493,16 +629,84 @@ def _load_scores(path: Path) -> ItemScores:
                           f["clap"] if "clap" in f else None, f["pair"])
 
 
-def _score_task(tier: Tier, cache, seed, n_units, S, n_boot, store, row: Row) -> str:
-    """A Ray task: score one row into the shared artifact store (the tier travels by value)."""
-    torch.set_num_threads(1)
-    r = Runner(tier, cache, seed=seed, n_units=n_units, samples_per_caption=S, n_boot=n_boot,
-               store=store)
-    r.scores(row)
-    return str(r.scores_path(row))
+# ---------------------------------------------------------------------- the Ray tasks (one per artifact node)
+def _model_name(sha: str) -> str:
+    return f"models/{sha}.safetensors"
 
 
-def _build_task(tier: Tier, run: Run, teacher_export, cache) -> str:
-    """A Ray task: train one run (one seed) of a tier (which travels by value); returns its export path."""
+def _worker_runner(spec: dict) -> Runner:
     torch.set_num_threads(1)
-    return str(tier.build(run, teacher_export, cache))
+    spec = dict(spec)
+    return Runner(spec.pop("tier"), spec.pop("cache"), workers=1, **spec)
+
+
+class _NodeLog:
+    """`nodes/<key>.json` in the store: where (Ray node, host, process) and when one task made an
+    artifact, written after the artifact; `nodes/<key>.started.<node>.<pid>` when that attempt began."""
+
+    def __init__(self, store: Store, key: str, kind: str):
+        self.store, self.key, self.kind = store, key, kind
+        self.where = {**(distributed.current_node() or {"node_id": "local", "ip": ""}), "pid": os.getpid(),
+                      "host": os.uname().nodename}
+        self.t0 = time.time()
+        self.store.write_text(f"nodes/{key}.started.{self.where['node_id'][:16]}.{os.getpid()}",
+                              json.dumps({**self.where, "start": self.t0}))
+
+    def done(self, **extra) -> dict:
+        rec = {"key": self.key, "kind": self.kind, **self.where, "start": self.t0, "end": time.time(),
+               "seconds": time.time() - self.t0, **extra}
+        self.store.write_text(f"nodes/{self.key}.json", json.dumps(rec, indent=1))
+        return {"node": rec["node_id"], "seconds": rec["seconds"], **extra}
+
+
+def _local_model(store: Store, sha: str, origin: str | None) -> Path:
+    """The model `sha`: its training run's own export when this node can read it (the training programs
+    key students by their teacher's path, so this reuses runs trained in process), else the store's copy."""
+    if origin and origin != "None" and Path(origin).is_file() and file_sha(origin) == sha:
+        return Path(origin)
+    p = store.fetch(_model_name(sha))
+    if p is None:
+        raise FileNotFoundError(f"model {sha} is not in the artifact store {store.uri}")
+    return p
+
+
+def _build_task(spec: dict, run: Run, teacher_sha: str | None, teacher_origin: str | None) -> dict:
+    """A Ray "train" task: train (or find trained) one run with one seed, publish its export to the store
+    as models/<sha>.safetensors; returns {"sha", "origin", "node", "seconds"}."""
+    runner = _worker_runner(spec)
+    store, tier = runner.artifacts, runner.tier
+    log = _NodeLog(store, f"train-{settings_hash({'tier': tier.name, 'run': run.settings(), 'teacher': teacher_sha})}",
+                   "train")
+    teacher = _local_model(store, teacher_sha, teacher_origin) if teacher_sha else None
+    export = Path(tier.build(run, teacher, runner.cache))
+    sha = file_sha(export)
+    store.put_file(_model_name(sha), export)
+    return log.done(artifact=_model_name(sha), sha=sha, origin=str(export.resolve()))
+
+
+def _score_task(spec: dict, models: dict, row: Row | None, name: str) -> dict:
+    """A Ray "score" / "reference" task: generate, decode and embed one row (row None: the real clips),
+    publish the artifacts to the store; `name` is the scores file the driver expects; `models`: the
+    row's run -> [(sha, path of the export where it was made)] (read from the store unless readable)."""
+    runner = _worker_runner(spec)
+    store = runner.artifacts
+    log = _NodeLog(store, Path(name).stem, "reference" if row is None else "score")
+    for run, published in models.items():  # [(sha, the export's own path)] per training seed
+        runner._exports[run] = [_local_model(store, sha, origin) for sha, origin in published]
+        runner._shas[run] = [sha for sha, _ in published]
+    path = runner.reference_path() if row is None else runner.scores_path(row)
+    if path.name != name:
+        raise RuntimeError(f"this node computes the artifact name {path.name} where the driver expects {name}: "
+                           "the driver and the workers run different code or components (install the same "
+                           "version of soundctm and of its components everywhere)")
+    t0 = time.time()
+    if row is None:
+        runner.reference()
+    else:
+        runner.scores(row)
+    if runner._uri_store():  # a URI store: publish what this task wrote, in the order written
+        new = [f for f in runner.store.iterdir() if f.is_file() and not f.name.startswith(".")
+               and f.stat().st_mtime >= t0 - 1]
+        for f in sorted(new, key=lambda f: (f.name == name, f.stat().st_mtime)):
+            store.push(f.name)
+    return log.done(artifact=name)

@@ -67,6 +67,14 @@ class Tier:
     timing_repeats: int = 5
     device: str = "cpu"
     presets: dict = field(default_factory=dict, hash=False, compare=False)  # backbone -> model preset
+    # Ray resources of one task per kind of artifact node when the runner schedules them on a cluster
+    # (`Runner`, `soundctm.distributed.run_tasks`): "train" (one run, one training seed), "score"
+    # (generate, decode and embed one row), "reference" (embed the real clips). Kinds left out: CPU_TASK.
+    resources: dict = field(default_factory=dict, hash=False, compare=False)
+
+    def task_resources(self, kind: str) -> dict:
+        """The Ray resources of one `kind` task (`num_cpus`, `num_gpus`, `memory`, `resources`)."""
+        return dict(self.resources.get(kind, CPU_TASK))
 
     @property
     def results_dir(self) -> Path:
@@ -145,6 +153,9 @@ def _tiny_build(run, teacher_export, cache=None) -> Path:
         return distill_tiny_student(teacher_export, preset, distance, cache=cache, seed=seed, progress=False,
                                     threads=TRAIN_THREADS, **opts)
 
+
+CPU_TASK = {"num_cpus": 1}
+GPU_TASK = {"num_cpus": 1, "num_gpus": 1}
 
 TINY = Tier(
     name="tiny",
@@ -226,6 +237,8 @@ PAPER = Tier(
     timing_repeats=10,
     device="cuda" if torch.cuda.is_available() else "cpu",
     presets={"dit": "paper-dit", "unet": "paper-unet"},
+    # one GPU per training, per row (DiT sampling, VAE decoding, OpenL3/PaSST/CLAP) and for the reference
+    resources={"train": GPU_TASK, "score": GPU_TASK, "reference": GPU_TASK},
 )
 
 TIERS = {t.name: t for t in (TINY, PAPER)}
