@@ -77,6 +77,15 @@ class ModelPreset:
     n_grid: int = 40
     max_ode_steps: int | None = None  # None: up to N - 1 = 39 Heun steps t -> u (App. C)
     lr: float = 8e-5
+    # the student's s and omega embeddings (`CTMStudent`): None = a zero-initialised embedding of the
+    # t-embedding's family, "shared" = the t-embedding itself (weights shared); omega: any
+    # `soundctm.nn.embed.make_embedding` kind ("guidance-sinusoidal": parameter-free, no MLP)
+    s_embedding: str | None = None
+    omega_embedding: str = "fourier-fixed"
+
+    def student_options(self) -> dict:
+        """Keyword arguments of `CTMStudent` for this preset's layout."""
+        return {"s_embedding": self.s_embedding, "omega_embedding": self.omega_embedding}
 
 
 def _presets() -> dict[str, ModelPreset]:
@@ -97,6 +106,14 @@ def _presets() -> dict[str, ModelPreset]:
         "paper-dit": ModelPreset(
             "paper-dit", "dit", DiTConfig(), latent_shape=(64, 432), cond_shape=(1, 512), sigma_data=0.5,
             ema_mu=0.96, dsm_weight=0.2),
+        # The released SoundCTM-DiT-1B (ac_v1_iclr, the paper's model; `soundctm convert`): the paper-dit
+        # backbone plus the layout of the official code (stable-audio-tools' DiT): a Linear-SiLU-Linear
+        # MLP on the CLAP token, s embedded by the t-embedding itself, omega by a parameter-free
+        # sinusoidal embedding added to the global token.
+        "paper-dit-official": ModelPreset(
+            "paper-dit-official", "dit", DiTConfig(cond_mlp=True), latent_shape=(64, 432), cond_shape=(1, 512),
+            sigma_data=0.5, ema_mu=0.96, dsm_weight=0.2, s_embedding="shared",
+            omega_embedding="guidance-sinusoidal"),
         # SoundCTM-UNet (Sec. 4.1, App. C.1): SD-1.5-style widths, FLAN-T5-Large tokens, sigma_data 0.25;
         # AudioLDM's 8 x 256 x 16 latent is flattened to 128 channels x 256 frames for the 1-D UNet.
         "paper-unet": ModelPreset(
@@ -143,7 +160,7 @@ def build_student(name: str, seed: int = 0, device=None, teacher=None):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
         with torch.device(dev):
-            student = CTMStudent.from_teacher(teacher)
+            student = CTMStudent.from_teacher(teacher, **p.student_options())
     student.latent_shape, student.cond_shape, student.preset = p.latent_shape, p.cond_shape, p
     return student
 
@@ -159,9 +176,10 @@ def main(argv=None) -> int:
     ap.add_argument("presets", nargs="*", help="preset names (default: all)")
     args = ap.parse_args(argv)
     names = args.presets or sorted(_presets())
-    print(f"{'preset':12s} {'teacher':>16s} {'student':>16s}")
+    w = max(12, *(len(n) for n in names))
+    print(f"{'preset':{w}s} {'teacher':>16s} {'student':>16s}")
     for name in names:
         t = build_teacher(name, device="meta")
         s = build_student(name, device="meta", teacher=t)
-        print(f"{name:12s} {count_parameters(t):16,d} {count_parameters(s):16,d}")
+        print(f"{name:{w}s} {count_parameters(t):16,d} {count_parameters(s):16,d}")
     return 0

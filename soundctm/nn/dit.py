@@ -5,7 +5,8 @@ of each head -> cross-attention to text tokens (grouped key/value heads) -> SwiG
 Bias-free linear projections latent<->width with zero-initialised 1x1 residual convs around the
 transformer; the time embedding (plus any extra embedding, e.g. the student's s and omega) is
 one global token prepended to the sequence and dropped at the output. Output projections of each
-sub-layer and of the network are zero-initialised.
+sub-layer and of the network are zero-initialised. Optionally (`cond_mlp`) the text tokens pass a
+Linear-SiLU-Linear before the cross-attention, as in the released SoundCTM-DiT.
 
 forward(x [B, C, T], c_noise [B], cond [B, L, D], extra_emb [B, W] | None) -> [B, C, T]
 (and, with return_features=True, the list of per-block outputs, each [B, W, T]).
@@ -19,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from soundctm.nn.embed import make_embedding
+from soundctm.nn.embed import SharedEmbedding, make_embedding
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class DiTConfig:
     ff_mult: int = 4
     time_feat_dim: int = 256
     time_embedding: str = "fourier"
+    # the released SoundCTM-DiT's conditioning MLP: cond tokens -> Linear -> SiLU -> Linear (cond_dim -> cond_dim,
+    # no biases) before the cross-attention keys / values (stable-audio-tools' `to_cond_embed`); off: tokens as given
+    cond_mlp: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,6 +135,10 @@ class DiT(nn.Module):
         c, w = cfg.latent_channels, cfg.width
         self.emb_dim = w
         self.time_embed = make_embedding(cfg.time_embedding, cfg.time_feat_dim, w)
+        self.cond_embed = None
+        if cfg.cond_mlp:
+            cd = cfg.cond_dim
+            self.cond_embed = nn.Sequential(nn.Linear(cd, cd, bias=False), nn.SiLU(), nn.Linear(cd, cd, bias=False))
         self.pre_conv = nn.Conv1d(c, c, 1, bias=False)
         self.proj_in = nn.Linear(c, w, bias=False)
         self.blocks = nn.ModuleList([DiTBlock(cfg) for _ in range(cfg.depth)])
@@ -140,7 +148,10 @@ class DiT(nn.Module):
             nn.init.zeros_(m.weight)
 
     def new_scalar_embedding(self, kind: str | None = None, *, zero_init: bool = True) -> nn.Module:
-        """An embedding of the same family as the t-embedding (for the student's s / omega)."""
+        """An embedding of the same family as the t-embedding (for the student's s / omega); kind "shared":
+        the t-embedding itself, weights shared (`SharedEmbedding`, the released SoundCTM-DiT's s-embedding)."""
+        if kind == "shared":
+            return SharedEmbedding(self.time_embed)
         return make_embedding(kind or self.cfg.time_embedding, self.cfg.time_feat_dim, self.emb_dim,
                               zero_init=zero_init)
 
@@ -162,6 +173,8 @@ class DiT(nn.Module):
         h = torch.cat([emb[:, None, :].to(h.dtype), h], dim=1)  # prepend the global token
         feats = []
         cond = cond.to(h.dtype)
+        if self.cond_embed is not None:
+            cond = self.cond_embed(cond)
         for blk in self.blocks:
             h = blk(h, cond)
             if return_features:

@@ -65,9 +65,48 @@ class ScalarEmbedding(nn.Module):
         return self.mlp(self.features(x))
 
 
+class GuidanceSinusoidal(nn.Module):
+    """A parameter-free sinusoidal embedding of a guidance scale straight to `dim` (no MLP): w [B] ->
+    [B, dim] = cat(sin(1000 w f_k), cos(1000 w f_k)), f_k = exp(-ln(10000) k / (dim/2 - 1)), k < dim/2
+    (VDM's embedding as the official SoundCTM-DiT code adds it to its global token). Having no
+    parameters, it cannot be zero-initialised: a student using it differs from its teacher at step 0."""
+
+    def __init__(self, dim: int, input_scale: float = 1000.0, max_period: float = 10000.0):
+        super().__init__()
+        if dim % 2 or dim < 4:
+            raise ValueError(f"GuidanceSinusoidal dim must be even and >= 4, got {dim}")
+        self.dim, self.input_scale, self.max_period = int(dim), float(input_scale), float(max_period)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        half = self.dim // 2
+        k = torch.arange(half, dtype=torch.float32, device=w.device)
+        f = torch.exp(k * (-math.log(self.max_period) / (half - 1)))
+        a = (w.float() * self.input_scale)[:, None] * f[None, :]
+        return torch.cat([a.sin(), a.cos()], dim=1)
+
+
+class SharedEmbedding(nn.Module):
+    """Another module's embedding, reused with its weights (the official SoundCTM-DiT embeds the jump's
+    end time s with the same Fourier features and MLP as t). The target is held by reference, not
+    registered, so its parameters stay with (and are saved and moved by) their owner."""
+
+    def __init__(self, target: nn.Module):
+        super().__init__()
+        self._target = [target]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._target[0](x)
+
+
+EMBEDDINGS = ("fourier", "fourier-fixed", "sinusoidal", "guidance-sinusoidal")
+
+
 def make_embedding(kind: str, feat_dim: int, out_dim: int, *, zero_init: bool = False,
-                   fourier_scale: float = 1.0) -> ScalarEmbedding:
-    """Factory for the t / s / omega embedding families: 'fourier' (learned), 'fourier-fixed', 'sinusoidal'."""
+                   fourier_scale: float = 1.0) -> nn.Module:
+    """Factory for the t / s / omega embedding families: 'fourier' (learned), 'fourier-fixed', 'sinusoidal'
+    (features -> MLP), and 'guidance-sinusoidal' (`GuidanceSinusoidal`: parameter-free, straight to out_dim)."""
+    if kind == "guidance-sinusoidal":
+        return GuidanceSinusoidal(out_dim)
     if kind == "fourier":
         feats = FourierFeatures(feat_dim, fourier_scale, learned=True)
     elif kind == "fourier-fixed":
@@ -75,5 +114,5 @@ def make_embedding(kind: str, feat_dim: int, out_dim: int, *, zero_init: bool = 
     elif kind == "sinusoidal":
         feats = SinusoidalFeatures(feat_dim)
     else:
-        raise ValueError(f"unknown embedding kind {kind!r}; expected 'fourier', 'fourier-fixed' or 'sinusoidal'")
+        raise ValueError(f"unknown embedding kind {kind!r}; expected one of {EMBEDDINGS}")
     return ScalarEmbedding(feats, feat_dim, out_dim, zero_init=zero_init)

@@ -80,6 +80,10 @@ class VAEConfig:
     fourier_features: L > 0 feeds the "stft" decoder [z, sin(2^j z), cos(2^j z)] for j < L
       (NeRF-style positional encoding against the spectral bias of MLPs, so a partial's frequency
       can move smoothly with a latent coordinate); 0 feeds z alone.
+    latent_convs: the released GaussianDAC's two weight-normalised 1x1 convolutions around the
+      latent ("dac" only): `pre_conv` (2C -> 2C) on the encoder's posterior moments and `post_conv`
+      (C -> C) before the decoder. Left out of `to_dict` while off, so existing checkpoints keep
+      their checksums.
     """
 
     encoder_dim: int = 64
@@ -96,6 +100,7 @@ class VAEConfig:
     phase: str = "absolute"
     logvar_init: float = -6.0
     fourier_features: int = 0
+    latent_convs: bool = False
 
     def __post_init__(self):
         # accept lists (e.g. from JSON metadata) but store tuples so the config stays hashable
@@ -110,6 +115,8 @@ class VAEConfig:
             raise ValueError("rates must be positive integers")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown VAE architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
+        if self.latent_convs and self.architecture != "dac":
+            raise ValueError("latent_convs (the GaussianDAC pre/post 1x1 convolutions) apply to the 'dac' architecture")
         if self.architecture == "stft":
             if self.n_fft < self.hop or (self.n_fft - self.hop) % 2:
                 raise ValueError(
@@ -137,6 +144,8 @@ class VAEConfig:
             # checkpoints / cache keys the same checksums) as before the field existed
             for k in _STFT_ONLY_FIELDS:
                 d.pop(k)
+        if not self.latent_convs:  # a later option: absent while off (same dict and checksums as before it)
+            d.pop("latent_convs")
         return d
 
     @classmethod
@@ -333,9 +342,13 @@ class Encoder(nn.Module):
         layers += [Snake(d), head]
         self.net = nn.Sequential(*layers)
         self.out_dim = d
+        c2 = 2 * cfg.latent_channels
+        self.pre_conv = _wn_conv(c2, c2, kernel_size=1) if cfg.latent_convs else None
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.net(wav)
+        if self.pre_conv is not None:
+            h = self.pre_conv(h)
         mean, logvar = h.chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)
 
@@ -352,8 +365,12 @@ class Decoder(nn.Module):
             d //= 2
         layers += [Snake(d), _wn_conv(d, 1, kernel_size=7, padding=3), nn.Tanh()]
         self.net = nn.Sequential(*layers)
+        c = cfg.latent_channels
+        self.post_conv = _wn_conv(c, c, kernel_size=1) if cfg.latent_convs else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.post_conv is not None:
+            z = self.post_conv(z)
         return self.net(z)
 
 

@@ -178,7 +178,8 @@ def load_export(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         if meta["kind"] == "teacher":
             model = Precond(net, meta["sigma_data"])
         elif meta["kind"] == "student":
-            model = CTMStudent(net, meta["sigma_data"], sigma_min=meta["student"]["sigma_min"])
+            model = CTMStudent(net, meta["sigma_data"], sigma_min=meta["student"]["sigma_min"],
+                               **preset.student_options())
         else:
             raise ValueError(f"unknown export kind {meta['kind']!r}")
     model.load_state_dict(tensors, strict=True)
