@@ -47,6 +47,7 @@ def main(argv=None) -> int:
 
     ap = parser(__doc__)
     ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated ids (default: all)")
+    ap.add_argument("--no-report", action="store_true", help="do not write results/<tier>/index.html")
     args = ap.parse_args(argv)
     tables = [load_table(k.strip()) for k in args.tables.split(",") if k.strip()]
     try:
@@ -55,6 +56,10 @@ def main(argv=None) -> int:
         for t in tables:
             print(f"== {t.name} ({args.tier}) ==", flush=True)
             run_table(t, args, runner)
+        if not args.no_report:  # the page to look at: every table under results/<tier>/, its figures, audio
+            from soundctm.commands.report import write_report
+
+            write_report(Path(args.out) if args.out else runner.tier.results_dir, tier=args.tier)
     except MissingAssetsError as e:
         print(str(e), file=sys.stderr)
         return 2

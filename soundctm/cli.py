@@ -16,6 +16,8 @@ COMMANDS = {
     "refine": ("soundctm.generate", "refine_main", "regenerate a chosen candidate from its z_T with more steps"),
     "evaluate": ("soundctm.commands.evaluate", "main", "compute FD/KL/IS/CLAP between a generated and a reference set"),
     "build-evaluator": ("soundctm.metrics.indomain", "build_main", "train tiny-evt, fit its temperature"),
+    "report": ("soundctm.commands.report", "main",
+               "results/<tier>/index.html: every table, claim verdict, figure, and audio to listen to"),
     "convert": ("soundctm.commands.convert", "main",
                 "released SoundCTM-DiT student / teacher, GaussianDAC VAE, LAION-CLAP -> our safetensors"),
 }
