@@ -56,12 +56,14 @@ def _small_tier(n_units=4):
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small models on a shared CPU
     root = tmp_path_factory.mktemp("kit")
     runner = Runner(_small_tier(), root / "cache", store=root / "store", log=lambda *a: None)
     t4 = _load("table4").TABLE
     manifest = export_kit(t4, runner, root / "kit", n_items=3, log=lambda *a: None)
-    return t4, runner, manifest, root
+    yield t4, runner, manifest, root
+    torch.set_num_threads(threads)
 
 
 def test_kit_stimuli_are_the_tables_samples_at_one_loudness(kit):
