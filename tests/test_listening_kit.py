@@ -214,3 +214,28 @@ def test_run_table_exports_the_kit_again_bit_for_bit_and_keeps_its_analysis(kit,
     rec = run_table(t4, args, runner)  # the same stimuli again: same fingerprint, the ratings still apply
     assert rec["kit"]["fingerprint"] == manifest["fingerprint"] and rec["kit"]["rated"]
     assert json.loads((out / "table4.json").read_text())["rows"][-1]["metrics"]["OVAL"]["n"] == 7 * 3
+
+
+def test_the_report_renders_a_rated_kit_with_its_verdicts(kit, tmp_path):
+    from test_report_html import _Page
+
+    from soundctm.commands.report import write_report
+
+    t4, runner, manifest, root = kit
+    out = tmp_path / "results"
+    _ratings_csv(tmp_path / "mushra.csv", manifest, {M.REFERENCE: 95, M.ANCHOR: 15, "teacher": 60, "student-1": 60,
+                                                      "student-16": 80}, np.random.default_rng(7))
+    assert kit_cli(t4, ["--analyze", str(tmp_path / "mushra.csv"), "--kit", str(root / "kit"), "--out", str(out)]) == 0
+    rec = json.loads((out / "table4.json").read_text())
+    page = _Page()
+    page.feed(write_report(out, audio=False, log=lambda *a: None).read_text())
+    head, *rows = page.tables["table4"]
+    assert head == ["Model", "steps", "ω", "ν", "OVAL", "REL", "paper OVAL", "paper REL"]
+    ref = rows[0]
+    m = rec["rows"][0]["metrics"]["OVAL"]
+    assert ref[0] == "Ground truth (hidden reference)" and ref[1:4] == ["-", "-", "-"]
+    assert ref[4] == f"{m['value']:.4g} [{m['lo']:.4g}, {m['hi']:.4g}]" and ref[-2:] == ["79.6", "83.2"]
+    assert rows[-1][:4] == ["SoundCTM-DiT, 16 steps", "16", "5", "5"]
+    labels = [label for _, label in page.badges]
+    assert labels.count("NOT DECIDED") == 4  # the claims against the two baselines we cannot run
+    assert labels == [c["label"] for c in rec["claims"]]

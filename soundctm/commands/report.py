@@ -5,8 +5,9 @@ It reads what the tables already wrote under `results/<tier>/` (every `<table>.j
 table: our numbers with their 95 % intervals next to the paper's, each claim's verdict (SUPPORTED /
 NOT SUPPORTED / BROKEN, with its trivial-baseline self-test), and the table's figures (every PNG
 under `results/<tier>/` whose name, or one of whose folders' names, starts with the table's name;
-other PNGs go to a "More figures" section). A "Listen" section shows a few test captions, each with the real clip, a 1-step candidate
-of the student and its refinement from the same z_T (16 steps, ν = 5, γ = 0), as spectrograms and
+other PNGs go to a "More figures" section). A "Listen" section shows a few test captions, each with
+the real clip, a 1-step candidate of the student and its refinement from the same z_T (16 steps,
+ν = 5, γ = 0), as spectrograms and
 `<audio>` players, generated here with `soundctm.generate` from a student export (default: the
 committed tiny student). A footer carries every table's provenance.
 
@@ -434,6 +435,8 @@ def write_report(results_dir: str | Path, *, tier: str = "tiny", audio: bool = T
     examples, note, sources = None, "", None
     if not audio:
         note = "disabled (--no-audio)"
+    elif student is None and tier != "tiny":
+        note = "the default student is the committed tiny one; pass --checkpoint, --vae and --text-encoder"
     else:
         try:
             models = load_models(student or DEFAULT_STUDENT, vae or DEFAULT_VAE, text_encoder or DEFAULT_TEXT_ENCODER)
