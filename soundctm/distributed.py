@@ -210,7 +210,7 @@ def run_tasks(fn: Callable, args: Sequence[tuple], *, options: dict | None = Non
             while queue and (limit is None or len(pending) < limit):
                 i, a = queue.pop(0)
                 pending[remote.remote(*a)] = i
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=5.0)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0 if resource_wait_s < 10 else 5.0)
             if not done:
                 if fitting_nodes(opts):
                     starved_since = None
