@@ -10,9 +10,10 @@ import torch
 
 from soundctm.edm import SIGMA_MAX, karras_sigmas
 from soundctm.experiments.spec import Row
+from soundctm.rng import derive_seed
 from soundctm.sampling import SAMPLERS, karras_steps
 
-__all__ = ["row_grid", "sample_row"]
+__all__ = ["row_grid", "sample_row", "gamma_generators"]
 
 
 def row_grid(row: Row) -> torch.Tensor:
@@ -26,13 +27,25 @@ def row_grid(row: Row) -> torch.Tensor:
     return torch.cat([head, torch.zeros(1)])
 
 
+def gamma_generators(seeds) -> list[torch.Generator]:
+    """The gamma noise of Algorithm 1 for items with prior-noise seeds `seeds`: item i's own CPU generator,
+    seeded with derive_seed(seed_i, "gamma-noise") (as `soundctm generate` does), so a stochastic row's
+    samples depend neither on the batching nor on the global RNG, and every gamma > 0 row draws the same
+    standard-normal noise for the same item (scaled by its gamma)."""
+    return [torch.Generator().manual_seed(derive_seed(int(s), "gamma-noise")) for s in seeds]
+
+
 @torch.no_grad()
 def sample_row(row: Row, model, z_T: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, *,
-               always_uncond: bool = False) -> torch.Tensor:
+               always_uncond: bool = False, seeds=None) -> torch.Tensor:
     """Latents [B, C, T] of `row`'s sampler from z_T [B, C, T] (on the model's device; the grid is computed
     in float64 on the CPU and moved there by the sampler). `always_uncond`: the student evaluates the
-    unconditional branch even at nu = 1, as the official sampler does (for timing that cost)."""
+    unconditional branch even at nu = 1, as the official sampler does (for timing that cost). `seeds`: the
+    items' prior-noise seeds; with them a gamma > 0 row's noise comes from `gamma_generators(seeds)`
+    (without them, from the global RNG: for timing only)."""
     opts = {"omega": row.omega}
     if row.sampler == "ctm":
         opts.update(nu=row.nu, gamma=row.gamma, always_uncond=always_uncond)
+        if row.gamma > 0 and seeds is not None:
+            opts["generator"] = gamma_generators(seeds)
     return SAMPLERS[row.sampler](model, z_T, row_grid(row), cond, uncond, **opts)

@@ -165,7 +165,7 @@ def render_row(runner, row: Row, items: list[Item]) -> list[np.ndarray]:
         model = models[m]
         con = Conditioner.for_model(comp.text, model)
         z_T = prior_noise([it.seed], tuple(model.latent_shape), device=dev)
-        z = sample_row(row, model, z_T, con([it.caption]).to(dev), con.uncond.to(dev))
+        z = sample_row(row, model, z_T, con([it.caption]).to(dev), con.uncond.to(dev), seeds=[it.seed])
         out.append(comp.vae.decode(z).float()[0, 0].cpu().numpy())
     return out
 

@@ -46,6 +46,8 @@ def to_frame(res: TableResult) -> pd.DataFrame:
             d = res.dists.get(r.name, {}).get(m)
             lo, hi = d.interval() if d is not None else (None, None)
             rec[col], rec[f"{col} lo"], rec[f"{col} hi"] = (d.value if d else None), lo, hi
+            if getattr(d, "std", None) is not None:  # a pair row's spread over items (`pairs.PairDist`)
+                rec[f"{col} sd"] = d.std
         t = res.seconds.get(r.name)
         rec["seconds/sample"] = statistics.median(t) if t else None
         if res.memory_column:
@@ -95,7 +97,9 @@ def to_markdown(res: TableResult, meta: dict) -> str:
             cells = []
             for col in res.columns.values():
                 v, lo, hi = rec[col], rec[f"{col} lo"], rec[f"{col} hi"]
-                cells.append("-" if v is None or v != v else f"{_sig(v)} ± {_sig((hi - lo) / 2)}")
+                sd = rec.get(f"{col} sd")
+                cells.append("-" if v is None or v != v else f"{_sig(v)} ± {_sig((hi - lo) / 2)}"
+                             + (f" (sd {_sig(sd)})" if sd is not None and sd == sd else ""))
             cells.append(_fmt(rec["seconds/sample"], 4))
             if mem:
                 vals = res.memory.get(r.name)

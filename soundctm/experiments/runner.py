@@ -42,6 +42,7 @@ import torch
 from soundctm import distributed
 from soundctm.data.latent_cache import file_checksum
 from soundctm.experiments import applications as A
+from soundctm.experiments import pairs as P
 from soundctm.experiments.claims import Verdict, check
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
@@ -196,7 +197,7 @@ class Runner:
     def prepare_models(self, *tables: Table) -> None:
         """Train every run of the tables: teachers first, then students (independent runs in parallel;
         on Ray every run and seed is one "train" task, see the module docstring)."""
-        runs = {r.run for t in tables for r in t.rows if r.run is not None and r.not_run is None}
+        runs = {run for t in tables for r in t.rows for run in r.runs()}  # (a pair row: its two rows' runs)
         teachers = {r.teacher for r in runs if r.teacher is not None} | {r for r in runs if r.kind == "teacher"}
         students = {r for r in runs if r.kind == "student"}
         for stage in (sorted(teachers, key=repr), sorted(students, key=repr)):
@@ -232,7 +233,8 @@ class Runner:
                 cond, uncond = self._conditioning(model, [caps[i] for i in part])
                 z_T = prior_noise([seeds[i] for i in part], tuple(model.latent_shape), device=self.tier.device)
                 z = (A.app_latents(self, row, model, part, z_T, cond, uncond, model_id=key_settings["models"][m_i])
-                     if A.is_app(row) else sample_row(row, model, z_T, cond, uncond)).float().cpu()
+                     if A.is_app(row) else sample_row(row, model, z_T, cond, uncond, seeds=[seeds[i] for i in part])
+                     ).float().cpu()
                 for i, zi in zip(part, z):
                     out[i] = zi
                 self.log(f"[runner]   {row.name}: {sum(x is not None for x in out)}/{n} latents "
@@ -435,6 +437,8 @@ class Runner:
             skipped.update({r.name: "needs a second real take of each test clip, which this tier lacks"
                             for r in table.rows if r.source in ("real-other", "shuffled-captions")})
         rows = [r for r in table.rows if r.name not in skipped]
+        pair_rows = [r for r in rows if r.source == "pair"]  # paired distances (experiments.pairs), not scored
+        rows = [r for r in rows if r.source != "pair"]
         boot = Bootstrap(len(self.units), self.n_boot, self.seed)
         dists, seconds, n_items, memory, memory_column, seed_values = {}, {}, {}, {}, None, {}
         cached = [r.name for r in rows if self.scores_path(r).exists()]
@@ -442,7 +446,7 @@ class Runner:
                  f"{self.S} samples; cached: {len(cached)}, to build: {len(rows) - len(cached)} "
                  f"({', '.join(r.name for r in rows if r.name not in cached) or 'none'}); skipped: {len(skipped)}")
         scored = self._score_all(rows)
-        ref = self.reference()  # (after the rows: on Ray, _score_all builds it alongside them)
+        ref = self.reference() if rows else None  # (after the rows: on Ray, _score_all builds it alongside them)
         for r in rows:
             sc = scored[r.name]
             fams = [m for m in table.metrics if m in self.comp.embedders]
@@ -469,11 +473,19 @@ class Runner:
             line = "  ".join(f"{m}={d.value:.4g}±{d.half_width():.2g}" for m, d in dists[r.name].items())
             self.log(f"[runner] {r.name:20s} {line}" + (f"  {statistics.median(seconds[r.name]):.4f} s/sample"
                                                         if r.name in seconds else ""))
+        for r in pair_rows:
+            dists[r.name] = P.pair_dists(self, r, table.metrics, boot)
+            n_items[r.name] = len(self.items()[0])
+            line = "  ".join(f"{m}={d.value:.4g}±{d.half_width():.2g} (sd {d.std:.2g})"
+                             for m, d in dists[r.name].items())
+            self.log(f"[runner] {r.name:20s} {line}")
         verdicts = [check(c, dists, seconds, memory) for c in table.claims]
         e = self.comp.embedders
         columns = {m: f"{m.upper()}[{e[m].tag}]" if m in e else A.ITEM_METRICS[m] for m in table.metrics
                    if m in e or m in A.ITEM_METRICS}
+        columns.update({m: P.column(self.comp, m) for m in table.metrics if m in P.PAIR_METRICS})
         models = {r.name: [str(p) for p in self.exports(r.run)] for r in rows if r.run is not None}
+        models.update({r.name: [str(p) for run in r.runs() for p in self.exports(run)] for r in pair_rows})
         return TableResult(table, self.tier, dists, seconds, verdicts, columns, n_items, models,
                            time.time() - t_start, skipped, memory, memory_column, seed_values)
 
@@ -483,7 +495,7 @@ class Runner:
         self.prepare_models(*tables)
         rows, seen = [], set()
         for t in tables:
-            for r in t.rows:
+            for r in (x for row in t.rows for x in (row.pair if row.source == "pair" else (row,))):
                 if r.not_run is None and (r.source == "sampler" or self.comp.retake is not None
                                           or r.source not in ("real-other", "shuffled-captions")):
                     p = self.scores_path(r)

@@ -16,8 +16,9 @@ __all__ = ["Run", "Row", "Claim", "Table", "SOURCES", "SAMPLERS", "frozen_option
 # Where a row's audio comes from. "sampler": a trained run sampled with `sampler`; the others are
 # the instrument's reference rows (no model): VAE reconstructions of held-out real takes, the real
 # takes themselves, decoded all-zero latents, decoded N(0, sigma_data^2) latents, real takes scored
-# against another clip's captions.
-SOURCES = ("sampler", "vae-recon", "real-other", "zeros", "noise", "shuffled-captions", "lowpass")
+# against another clip's captions. "pair": a paired distance between two other rows' audio of the same items
+# (`Row.pair`; `experiments.pairs`).
+SOURCES = ("sampler", "vae-recon", "real-other", "zeros", "noise", "shuffled-captions", "lowpass", "pair")
 SAMPLERS = ("ctm", "heun", "euler", "guidance", "ditto", "bwe")
 # samplers of a student: Algorithm 1, and the applications built on it (soundctm.apps, experiments.applications):
 # loss-based guidance (Algorithm 3), DITTO-2 (z_T optimisation, then Algorithm 1), bandwidth extension;
@@ -100,11 +101,22 @@ class Row:
     timed: bool = False  # measure seconds per sample
     app: tuple[tuple[str, Any], ...] = ()  # options of an application row (`experiments.applications`)
     train_memory: bool = False  # measure the peak training memory of the row's run (every training seed)
+    # source "pair": the two rows (a, b) whose audio of the same items (same z_T and caption) this row compares
+    pair: tuple[Row, Row] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "app", frozen_options(self.app))
         if self.source not in SOURCES:
             raise ValueError(f"row {self.name!r}: unknown source {self.source!r}; expected one of {SOURCES}")
+        if (self.source == "pair") != (self.pair is not None):
+            raise ValueError(f"row {self.name!r}: a row has two rows in `pair` exactly when its source is 'pair'")
+        if self.pair is not None:
+            object.__setattr__(self, "pair", tuple(self.pair))
+            if len(self.pair) != 2 or not all(isinstance(p, Row) for p in self.pair):
+                raise ValueError(f"row {self.name!r}: `pair` needs two Rows, got {self.pair!r}")
+            bad = [p.name for p in self.pair if p.source == "pair" or p.not_run is not None]
+            if bad:
+                raise ValueError(f"row {self.name!r}: a pair compares two rows with audio; {bad} have none")
         if self.not_run is None and self.source == "sampler":
             if self.run is None:
                 raise ValueError(f"row {self.name!r} samples a run but has none")
@@ -134,7 +146,15 @@ class Row:
                      nu=self.nu, gamma=self.gamma)
         if self.app:  # only application rows: every other row keeps its artifact key
             d["app"] = [list(kv) for kv in self.app]
+        if self.pair is not None:
+            d["pair"] = [p.generation_settings() for p in self.pair]
         return d
+
+    def runs(self) -> tuple[Run, ...]:
+        """The runs this row's audio needs: its own, or a pair's two rows' runs."""
+        if self.pair is not None:
+            return tuple(r for p in self.pair for r in p.runs())
+        return (self.run,) if self.run is not None and self.not_run is None else ()
 
 
 @dataclass(frozen=True)
