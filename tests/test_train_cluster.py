@@ -46,3 +46,20 @@ def test_validator_rejects_broken_variants(break_it):
 
     with pytest.raises((ValueError, jsonschema.ValidationError)):
         _check(cfg)
+
+
+def test_cluster_yaml_head_only_coordinates_and_the_workers_fit_the_paper_tier_tasks():
+    from soundctm.experiments.tier import PAPER
+
+    cfg = _load()
+    types = cfg["available_node_types"]
+    head = types[cfg["head_node_type"]]["resources"]
+    assert head.get("CPU") == 0 and head.get("GPU", 0) == 0  # no task can be scheduled on the head
+    workers = [t["resources"] for name, t in types.items() if name != cfg["head_node_type"]]
+    for kind in ("train", "score", "reference"):
+        need = PAPER.task_resources(kind)
+        assert need.get("num_gpus", 0) >= 1
+        assert any(w.get("GPU", 0) >= need["num_gpus"] and w.get("CPU", 0) >= need.get("num_cpus", 1)
+                   for w in workers), kind
+    # every node gets the shared store (the driver reads SOUNDCTM_STORE as the --store default)
+    assert any("SOUNDCTM_STORE=" in c for c in cfg["setup_commands"])

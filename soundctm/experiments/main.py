@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,16 @@ def parser(description: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--units", type=int, default=None, help="use only the first N test clips (a quick look)")
     ap.add_argument("--samples-per-caption", type=int, default=None)
     ap.add_argument("--n-boot", type=int, default=None, help="bootstrap resamples (default: the tier's)")
-    ap.add_argument("--workers", type=int, default=0, help="run independent trainings as Ray tasks on N workers")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="N > 1: trainings and rows as Ray tasks, at most N at once (a local Ray session when no "
+                         "cluster runs); 1: all in this process; 0 (default): Ray tasks when a Ray cluster is "
+                         "running (ray submit, RAY_ADDRESS), else in this process")
+    ap.add_argument("--store", default=os.environ.get("SOUNDCTM_STORE"),
+                    help="artifact store: a folder (on a cluster one every node mounts at the same path) or a URI "
+                         "(s3://bucket/prefix, gs://..., file://...) (default: $SOUNDCTM_STORE or "
+                         "<cache>/<tier>/artifacts)")
+    ap.add_argument("--max-retries", type=int, default=3,
+                    help="Ray: run a task again this many times when its worker or node dies (default 3)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return ap
 
@@ -36,7 +46,8 @@ def make_runner(args) -> Runner:
     if args.threads:
         torch.set_num_threads(args.threads)
     return Runner(get_tier(args.tier), args.cache, workers=args.workers, seed=args.seed, n_units=args.units,
-                  samples_per_caption=args.samples_per_caption, n_boot=args.n_boot)
+                  samples_per_caption=args.samples_per_caption, n_boot=args.n_boot, store=args.store,
+                  max_retries=args.max_retries)
 
 
 def run_table(table: Table, args, runner: Runner | None = None) -> dict:
