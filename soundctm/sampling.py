@@ -1,4 +1,6 @@
-"""Samplers (free functions): SoundCTM's Algorithm 1 (gamma- and nu-sampling) and time grids.
+"""Samplers (free functions): SoundCTM's Algorithm 1 (gamma- and nu-sampling), the teacher's Heun and Euler
+solvers, the consistency models' multistep sampler (`cm_sample`, for the CD baselines of `soundctm.cd`), and
+time grids.
 
 Algorithm 1, for n = 0 .. N-1:
     t~_{n+1} = sqrt(1 - gamma^2) t_{n+1}
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from soundctm.cd import ConsistencyJump
 from soundctm.edm import RHO, SIGMA_MAX, SIGMA_MIN, as_batch, cfg_denoiser, heun_solve, karras_sigmas
 from soundctm.rng import GeneratorLike, prior_noise, randn, seeded_generators
 
@@ -126,8 +129,36 @@ def euler_sample(teacher, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.T
     return z
 
 
+@torch.no_grad()
+def cm_sample(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
+              uncond: torch.Tensor | None = None, *, omega=5.0, nu: float = 1.0, generator: GeneratorLike = None,
+              callback=None, always_uncond: bool = False) -> torch.Tensor:
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1) of a CD / LCD student (`soundctm.cd`):
+    for i = 0 .. n-1: x = f(z, tau_i) (nu-guided as Eq. 10, `guided_jump`); then, unless i is the last,
+    z = x + sqrt(tau_{i+1}^2 - sigma_min^2) eps, a fresh eps every step (the re-noising that changes a sample's
+    content with the step count). sigmas: descending [n + 1], e.g. `karras_steps(n)`: f is evaluated at the
+    first n levels and the result belongs to the last (sigma_min). `generator`: one per example for
+    batch-independent noise (one generator, or None: the global RNG). `callback(i, x)` after evaluation i."""
+    grid = _check_grid(sigmas).to(z_T.device)
+    sigma_min = float(student.sigma_min)
+    if bool(torch.any(grid[:-1] < sigma_min * (1 - 1e-6))):
+        raise ValueError(f"the consistency function is evaluated at sigma >= sigma_min = {sigma_min}, got "
+                         f"{grid[:-1].tolist()}")
+    f = ConsistencyJump(student)
+    n = grid.numel() - 1
+    z = z_T
+    for i in range(n):
+        x = guided_jump(f, z, grid[i], grid[i], cond, uncond, omega, nu, always_uncond=always_uncond)
+        if i < n - 1:
+            eps = randn(tuple(x.shape), generator, device=x.device, dtype=x.dtype)
+            z = x + (grid[i + 1] ** 2 - sigma_min ** 2).clamp_min(0).sqrt() * eps
+        if callback is not None:
+            callback(i, x)
+    return x
+
+
 # Every sampler: sampler(model, z_T, sigmas, cond, uncond=None, **options) -> z at sigmas[-1].
-SAMPLERS = {"ctm": sample, "heun": heun_sample, "euler": euler_sample}
+SAMPLERS = {"ctm": sample, "heun": heun_sample, "euler": euler_sample, "cm": cm_sample}
 
 
 @torch.no_grad()
@@ -149,5 +180,5 @@ def per_example_noise_like(z: torch.Tensor, seeds) -> torch.Tensor:
     return randn(tuple(z.shape), seeded_generators(seeds), device=z.device, dtype=z.dtype)
 
 
-__all__ = ["karras_steps", "sample", "heun_sample", "euler_sample", "SAMPLERS", "sample_seeded", "guided_jump",
-           "per_example_noise_like"]
+__all__ = ["karras_steps", "sample", "heun_sample", "euler_sample", "cm_sample", "SAMPLERS", "sample_seeded",
+           "guided_jump", "per_example_noise_like"]

@@ -2,8 +2,11 @@
 
 `TEACHER`: the EDM teacher (one training seed). `STUDENT`: SoundCTM distilled from it with
 d_teacher, three training seeds pooled. `UNET_TEACHER` / `UNET_STUDENT`: the same on the UNet backbone
-(the paper's 16 kHz setting). `variant(run, **options)`: a run that differs in training options only
-(the ablations' students; seeds and teacher shared). `INSTRUMENT_ROWS`: the reference rows of the sanity ladder
+(the paper's 16 kHz setting). `CONSISTENCY_TTA` / `AUDIO_LCM`: the consistency-distillation peers of
+the 16 kHz setting, distilled from the same UNet teacher with the same seeds by the same loop ("cd":
+ConsistencyTTA-style, "lcm": AudioLCM-style, `soundctm.cd`), sampled with the "cm" sampler.
+`variant(run, **options)`: a run that differs in training options only (the ablations' students; seeds
+and teacher shared). `INSTRUMENT_ROWS`: the reference rows of the sanity ladder
 (real-other, vae-recon, zeros, noise), which every quality claim is anchored to.
 """
 
@@ -13,14 +16,16 @@ from dataclasses import replace
 
 from soundctm.experiments.spec import Row, Run, frozen_options
 
-__all__ = ["TEACHER", "STUDENT", "STUDENT_SEEDS", "UNET_TEACHER", "UNET_STUDENT", "INSTRUMENT_ROWS",
-           "reference_rows", "teacher_row", "student_row", "variant"]
+__all__ = ["TEACHER", "STUDENT", "STUDENT_SEEDS", "UNET_TEACHER", "UNET_STUDENT", "CONSISTENCY_TTA", "AUDIO_LCM",
+           "INSTRUMENT_ROWS", "reference_rows", "teacher_row", "student_row", "variant"]
 
 STUDENT_SEEDS = (0, 1, 2)
 TEACHER = Run("teacher", "dit")
 STUDENT = Run("student", "dit", options={"distance": "d_teacher"}, seeds=STUDENT_SEEDS, teacher=TEACHER)
 UNET_TEACHER = Run("teacher", "unet")
 UNET_STUDENT = Run("student", "unet", options={"distance": "d_teacher"}, seeds=STUDENT_SEEDS, teacher=UNET_TEACHER)
+CONSISTENCY_TTA = Run("student", "unet", options={"objective": "cd"}, seeds=STUDENT_SEEDS, teacher=UNET_TEACHER)
+AUDIO_LCM = Run("student", "unet", options={"objective": "lcm"}, seeds=STUDENT_SEEDS, teacher=UNET_TEACHER)
 
 
 def variant(run: Run, **options) -> Run:

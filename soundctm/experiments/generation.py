@@ -17,9 +17,10 @@ __all__ = ["row_grid", "sample_row", "gamma_generators"]
 
 
 def row_grid(row: Row) -> torch.Tensor:
-    """`steps` jumps of Algorithm 1 ("ctm"); the teacher's N-point Karras grid ("heun", N = steps);
+    """`steps` jumps of Algorithm 1 ("ctm") or evaluations of the consistency function ("cm", the last
+    one landing on sigma_min); the teacher's N-point Karras grid ("heun", N = steps);
     `steps` Euler steps on the Karras levels ending at sigma 0 ("euler"; steps = 1: sigma_max -> 0)."""
-    if row.sampler == "ctm":
+    if row.sampler in ("ctm", "cm"):
         return karras_steps(row.steps)
     if row.sampler == "heun":
         return karras_sigmas(row.steps)
@@ -47,5 +48,9 @@ def sample_row(row: Row, model, z_T: torch.Tensor, cond: torch.Tensor, uncond: t
     if row.sampler == "ctm":
         opts.update(nu=row.nu, gamma=row.gamma, always_uncond=always_uncond)
         if row.gamma > 0 and seeds is not None:
+            opts["generator"] = gamma_generators(seeds)
+    elif row.sampler == "cm":  # re-noised between steps: the same per-item noise as a gamma > 0 row's
+        opts.update(nu=row.nu, always_uncond=always_uncond)
+        if seeds is not None:
             opts["generator"] = gamma_generators(seeds)
     return SAMPLERS[row.sampler](model, z_T, row_grid(row), cond, uncond, **opts)

@@ -77,8 +77,10 @@ SCORING_CODE = ("metrics", "audio.py", "experiments/generation.py")
 
 
 def generation_code(row: Row) -> tuple[str, ...]:
-    """The code a row's samples depend on: an application row's also on its application (`A.APP_CODE`)."""
-    return GENERATION_CODE + A.APP_CODE if A.is_app(row) else GENERATION_CODE
+    """The code a row's samples depend on: an application row's also on its application (`A.APP_CODE`), a
+    consistency model's ("cm") also on its consistency function (cd.py)."""
+    code = GENERATION_CODE + A.APP_CODE if A.is_app(row) else GENERATION_CODE
+    return code + ("cd.py",) if row.source == "sampler" and row.sampler == "cm" else code
 
 
 @functools.cache

@@ -19,11 +19,13 @@ __all__ = ["Run", "Row", "Claim", "Table", "SOURCES", "SAMPLERS", "frozen_option
 # against another clip's captions. "pair": a paired distance between two other rows' audio of the same items
 # (`Row.pair`; `experiments.pairs`).
 SOURCES = ("sampler", "vae-recon", "real-other", "zeros", "noise", "shuffled-captions", "lowpass", "pair")
-SAMPLERS = ("ctm", "heun", "euler", "guidance", "ditto", "bwe")
+SAMPLERS = ("ctm", "heun", "euler", "guidance", "ditto", "bwe", "cm")
 # samplers of a student: Algorithm 1, and the applications built on it (soundctm.apps, experiments.applications):
 # loss-based guidance (Algorithm 3), DITTO-2 (z_T optimisation, then Algorithm 1), bandwidth extension;
 # "lowpass" (a source) is the low-passed real clip that bandwidth extension starts from.
-STUDENT_SAMPLERS = ("ctm", "guidance", "ditto", "bwe")
+# "cm": the consistency models' multistep sampler (`sampling.cm_sample`) of a "cd" / "lcm" student (soundctm.cd).
+STUDENT_SAMPLERS = ("ctm", "guidance", "ditto", "bwe", "cm")
+CD_OBJECTIVES = ("cd", "lcm")  # the students `cm` samples (their training option `objective`)
 KINDS = ("improves", "close", "comparable", "faster", "heavier", "separated", "ordered")
 COST_KINDS = ("faster", "heavier")  # claims about cost, not quality: no trivial-baseline self-test
 
@@ -128,6 +130,11 @@ class Row:
                 raise ValueError(f"row {self.name!r}: gamma must be in [0, 1]")
             if (self.sampler in STUDENT_SAMPLERS) != (self.run.kind == "student"):
                 raise ValueError(f"row {self.name!r}: sampler {self.sampler!r} does not fit a {self.run.kind} run")
+            objective = dict(self.run.options).get("objective", "ctm")
+            if self.run.kind == "student" and (self.sampler == "cm") != (objective in CD_OBJECTIVES):
+                raise ValueError(f"row {self.name!r}: sampler {self.sampler!r} does not fit a student of objective "
+                                 f"{objective!r} (a 'cd' / 'lcm' student is sampled with 'cm', a SoundCTM one "
+                                 "with the others)")
         if isinstance(self.paper, dict):
             object.__setattr__(self, "paper", tuple(self.paper.items()))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from soundctm.cd import CD_OBJECTIVES, CD_OMEGA, LCM_SKIP, OBJECTIVES
 from soundctm.ctm import CTMLoss
 from soundctm.presets import model_preset
 
@@ -34,10 +35,15 @@ CHOICES = {
     "k_sampling": ("per-example", "per-batch"),
     "loss_reduction": ("sum-channels", "mean-channels"),
     "nonfinite": ("raise", "skip"),
+    "objective": OBJECTIVES,
 }
 # Settings added after runs were first cached: left out of a run's key while at their default, so
 # adding a setting never renames (and re-trains) the runs that do not use it.
-KEY_OMIT_IF_DEFAULT = ("dsm_weighting", "k_sampling", "loss_reduction", "grid_to_zero", "huber_c", "nonfinite")
+KEY_OMIT_IF_DEFAULT = ("dsm_weighting", "k_sampling", "loss_reduction", "grid_to_zero", "huber_c", "nonfinite",
+                       "objective", "skip_steps")
+# SoundCTM-only settings: a consistency-distillation objective ("cd", "lcm") needs them at their defaults
+CTM_ONLY = {"distance": "d_teacher", "gan": False, "dsm_weighting": "none", "k_sampling": "per-example",
+            "loss_reduction": "sum-channels", "grid_to_zero": False}
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
 TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
 TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
@@ -61,7 +67,7 @@ class TrainConfig:
     grad_clip: float = 1000.0
     p_uncond: float | None = None
     # distillation (Algorithm 2)
-    distance: str = "d_teacher"
+    distance: str | None = "d_teacher"  # the CTM distance (None for the "cd" / "lcm" objectives: theirs is fixed)
     omega_range: tuple[float, float] | None = None
     dsm_weight: float | None = None
     adaptive_dsm: bool = True
@@ -79,6 +85,12 @@ class TrainConfig:
     grid_to_zero: bool = False  # append sigma 0 to the training grid (s, u may be 0; the last solver step is Euler)
     huber_c: float | None = None  # pseudo-Huber c (None: 0.00054 sqrt(d), d = latent size, as iCT)
     nonfinite: str = "raise"  # a step with a non-finite loss or gradient: "raise" | "skip" (counted)
+    # the distillation objective (soundctm.cd): "ctm" (SoundCTM, Algorithm 2), "cd" (ConsistencyTTA-style
+    # consistency distillation: one Heun step between adjacent grid points, fixed omega 4 unless omega_range
+    # says otherwise, l2), "lcm" (AudioLCM-style latent consistency distillation: a skipping-step solver over
+    # `skip_steps` grid steps, omega-conditioned on omega_range, elementwise pseudo-Huber)
+    objective: str = "ctm"
+    skip_steps: int | None = None  # CD / LCD: grid steps k of the teacher solve (None: 1 for cd, LCM_SKIP for lcm)
     # data: "tiny" (corpus latents + tiny CLAP conditioning) or "synthetic" (random latents and
     # conditioning, for tests and benchmarks)
     data: str = "tiny"
@@ -127,7 +139,8 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         optimizer=cfg.optimizer or ("adamw" if teacher else "radam"),
         ema_mu=float(cfg.ema_mu if cfg.ema_mu is not None else (TEACHER_EMA if teacher else p.ema_mu)),
         p_uncond=float(cfg.p_uncond if cfg.p_uncond is not None else p.p_uncond),
-        omega_range=tuple(float(x) for x in (cfg.omega_range or p.omega_range)),
+        omega_range=tuple(float(x) for x in (cfg.omega_range or (
+            (CD_OMEGA, CD_OMEGA) if cfg.objective == "cd" else p.omega_range))),
         dsm_weight=float(cfg.dsm_weight if cfg.dsm_weight is not None else p.dsm_weight),
         max_ode_steps=int(
             cfg.max_ode_steps if cfg.max_ode_steps is not None else (p.max_ode_steps or p.n_grid - 1)
@@ -137,8 +150,12 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     )
     if out.optimizer not in ("adamw", "radam"):
         raise ValueError(f"unknown optimizer {out.optimizer!r}; expected 'adamw' or 'radam'")
-    if out.distance not in CTMLoss.DISTANCES:
+    if out.objective in CD_OBJECTIVES:
+        out = _resolve_cd(out)
+    elif out.distance not in CTMLoss.DISTANCES:
         raise ValueError(f"unknown CTM distance {out.distance!r}; expected one of {CTMLoss.DISTANCES}")
+    elif out.skip_steps is not None:
+        raise ValueError("skip_steps is a setting of the consistency-distillation objectives 'cd' and 'lcm'")
     if out.data not in ("tiny", "synthetic"):
         raise ValueError(f"unknown data source {out.data!r}; expected 'tiny' or 'synthetic'")
     if out.data == "tiny" and not tiny:
@@ -167,6 +184,24 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     if out.huber_c is not None and out.huber_c <= 0:
         raise ValueError(f"huber_c must be positive, got {out.huber_c}")
     return out
+
+
+def _resolve_cd(out: TrainConfig) -> TrainConfig:
+    """The "cd" / "lcm" objectives: the SoundCTM-only settings left at their defaults (the CTM distance
+    resolves to None: the objective fixes its own), skip k from the objective, a grid without sigma 0."""
+    if out.kind != "distill":
+        raise ValueError(f"objective {out.objective!r} is a distillation objective (kind 'distill')")
+    changed = sorted(k for k, v in CTM_ONLY.items() if getattr(out, k) != v and not (k == "distance"
+                                                                                   and out.distance is None))
+    if changed:
+        raise ValueError(f"{changed} are SoundCTM (objective 'ctm') settings; objective {out.objective!r} has its "
+                         "own loss (soundctm/cd.py)")
+    if out.objective == "cd" and out.huber_c is not None:
+        raise ValueError("huber_c is the pseudo-Huber constant of 'lcm' (or of the CTM loss); 'cd' uses l2")
+    skip = out.skip_steps if out.skip_steps is not None else (1 if out.objective == "cd" else LCM_SKIP)
+    if not 1 <= skip <= out.n_grid - 1:
+        raise ValueError(f"skip_steps must be in [1, {out.n_grid - 1}], got {skip}")
+    return dataclasses.replace(out, distance=None, skip_steps=int(skip))
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

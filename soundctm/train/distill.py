@@ -13,6 +13,9 @@ RAdam, gradient clipping at 1000, EMA target sg(theta) with the preset's mu.
 The adaptive lambda uses last-layer gradients averaged over all workers, so N workers compute the
 same lambda as one process holding the whole batch.
 
+With `objective` "cd" (ConsistencyTTA-style) or "lcm" (AudioLCM-style) the same loop trains a consistency
+model from the same teacher instead (`soundctm.cd`: its draws, target and loss; no DSM or GAN term).
+
 Library entry point: `distill_tiny_student(teacher_path, preset="tiny-dit", distance="d_teacher") -> Path`.
 """
 
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from soundctm.cd import CD_OBJECTIVES, CDLoss, cd_losses, draw_cd
 from soundctm.ctm import (
     CTMLoss,
     adaptive_dsm_weight,
@@ -97,8 +101,13 @@ class DistillTask:
         if cfg.grid_to_zero:  # the official grid: sigma 0 appended, reached by one Euler step (heun_solve)
             sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
         self.sigmas = sigmas.to(device)
-        self.ctm = CTMLoss(teacher, self.sigmas, distance=cfg.distance, reduction=cfg.loss_reduction,
-                           huber_c=cfg.huber_c)
+        self.objective = cfg.objective
+        if self.objective in CD_OBJECTIVES:  # consistency distillation (soundctm.cd): its own loss, no DSM
+            self.cd = CDLoss(teacher, self.sigmas, self.objective, huber_c=cfg.huber_c)
+            self.log_keys = ("loss", "cd", "omega_mean", "ode_steps_mean")
+        else:
+            self.ctm = CTMLoss(teacher, self.sigmas, distance=cfg.distance, reduction=cfg.loss_reduction,
+                               huber_c=cfg.huber_c)
         self.uncond = data.uncond.to(device)
         self.gan = None
         if cfg.gan:
@@ -123,8 +132,13 @@ class DistillTask:
         self._gan_batch = None
 
     def draws(self, step: int, indices: list[int]):
-        """All random quantities of a step for the given global example indices (`ctm.DistillDraws`)."""
+        """All random quantities of a step for the given global example indices (`ctm.DistillDraws`; for the
+        "cd" / "lcm" objectives `cd.CDDraws`)."""
         cfg = self.cfg
+        if self.objective in CD_OBJECTIVES:
+            return draw_cd(example_generators(cfg.seed, step, indices, "cd"), self.sigmas.cpu(),
+                           self.preset.latent_shape, skip=cfg.skip_steps, omega_range=cfg.omega_range,
+                           p_uncond=cfg.p_uncond)
         gens = example_generators(cfg.seed, step, indices, "distill")
         batch_gen = None
         if cfg.k_sampling == "per-batch":  # from (seed, step) alone, so every worker draws the same k
@@ -145,6 +159,11 @@ class DistillTask:
         z0, cond = self.data.batch(pairs_for(cfg.seed, idx, self.data.n_pairs))
         d = self.draws(step, idx).to(dev)
         z0, cond = z0.to(dev), cond.to(dev)
+        if self.objective in CD_OBJECTIVES:
+            out = cd_losses(self.model, self.ema, self.cd, z0, cond, self.uncond, d)
+            out["omega_mean"] = d.omega.mean()
+            out["ode_steps_mean"] = (d.iu - d.it).float().mean()
+            return out
         out = distill_losses(self.model, self.ema, self.ctm, z0, cond, self.uncond, d, dsm_weight=cfg.dsm_weight,
                              adaptive=cfg.adaptive_dsm, reduce_grads=allreduce_mean,
                              dsm_weighting=cfg.dsm_weighting)

@@ -86,12 +86,13 @@ def distill_tiny_student(
 ) -> Path:
     """Build or reuse a tiny student distilled from `teacher_path`; returns its export path.
 
-    The run lives in `cache_dir()/tiny/runs/student-<preset>-<distance>-<key>/`, key = hash of every
+    The run lives in `cache_dir()/tiny/runs/student-<preset>-<distance or objective>-<key>/`, key = hash of every
     setting and of the teacher file's checksum; an interrupted run resumes.
     """
     cfg = tiny_student_config(
         teacher_path, preset, distance, cache=str(cache) if cache is not None else None, **overrides
     )
     key = run_key(cfg, {"teacher": file_checksum(teacher_path)})
-    run_dir = runs_dir(cache) / f"student-{preset}-{distance}-{key}"
+    method = distance if cfg.objective == "ctm" else cfg.objective  # (a CD student has no CTM distance)
+    run_dir = runs_dir(cache) / f"student-{preset}-{method}-{key}"
     return build_or_reuse(cfg, run_dir, force=force, progress=progress, log=log)
