@@ -32,6 +32,7 @@ import torch
 
 from soundctm import __version__
 from soundctm.edm import SIGMA_MAX
+from soundctm.nn.precision import AMP, autocast
 from soundctm.nn.text import Conditioner, get_text_encoder
 from soundctm.nn.vae import AudioAutoencoder
 from soundctm.rng import derive_seed, prior_noise
@@ -174,16 +175,18 @@ def gamma_noise_seed(seed: int) -> int:
 
 @torch.no_grad()
 def render(models: Models, caption: str, seed: int, *, steps: int, omega: float, nu: float,
-           gamma: float) -> tuple[np.ndarray, dict]:
-    """One clip: z_T from `seed`, Algorithm 1 on the `steps`-jump Karras grid, VAE decode.
-    Returns (waveform [N] float32, settings dict)."""
+           gamma: float, amp: str = "off") -> tuple[np.ndarray, dict]:
+    """One clip: z_T from `seed`, Algorithm 1 on the `steps`-jump Karras grid, VAE decode; `amp` ("off",
+    "bf16", "fp16") runs the student's network under autocast. Returns (waveform [N] float32, settings dict)."""
     st, dev = models.student, models.device
     cond, uncond = models.conditioner([caption]).to(dev), models.conditioner.uncond.to(dev)
     z_T = prior_noise([seed], tuple(st.latent_shape), SIGMA_MAX, device=dev)  # drawn on the CPU: same z_T anywhere
     sigmas = karras_steps(steps)
     gen = torch.Generator().manual_seed(gamma_noise_seed(seed))  # CPU generator; sample() moves its draws
-    z0 = sample(st, z_T, sigmas=sigmas, cond=cond, uncond=uncond, omega=omega, nu=nu, gamma=gamma, generator=gen)
-    wav = models.vae.decode(z0).float()[0, 0].cpu().numpy()
+    with autocast(dev, amp):  # the student's network; the sampler's arithmetic stays fp32
+        z0 = sample(st, z_T, sigmas=sigmas, cond=cond, uncond=uncond, omega=omega, nu=nu, gamma=gamma,
+                    generator=gen).float()
+    wav = models.vae.decode(z0).float()[0, 0].cpu().numpy()  # fp32 (the tiny iSTFT decoder has no bf16 FFT)
     settings = {
         "sampler": "soundctm Algorithm 1 (gamma/nu-sampling)",
         "steps": int(steps), "omega": float(omega), "nu": float(nu), "gamma": float(gamma),
@@ -194,6 +197,7 @@ def render(models: Models, caption: str, seed: int, *, steps: int, omega: float,
         "conditioning_mode": models.conditioner.mode,
         "latent_shape": [int(x) for x in st.latent_shape],
         "device": str(dev),
+        "amp": amp,
     }
     return wav, settings
 
@@ -261,7 +265,8 @@ def _generate(argv) -> int:
     for i in range(a.num):
         seed = a.seed + i
         t0 = time.perf_counter()
-        wav, settings = render(models, caption, seed, steps=a.steps, omega=a.omega, nu=a.nu, gamma=a.gamma)
+        wav, settings = render(models, caption, seed, steps=a.steps, omega=a.omega, nu=a.nu, gamma=a.gamma,
+                               amp=a.amp)
         wav_path, json_path = _write(a.out, f"{_slug(caption)}-seed{seed}-{a.steps}step", wav, models, caption,
                                      seed, settings, candidate_index=i, refined_from=None)
         print(f"[{i + 1}/{a.num}] seed {seed}: {a.steps} step(s), omega={a.omega:g} nu={a.nu:g} gamma={a.gamma:g} "
@@ -280,6 +285,8 @@ def _checkpoint_args(ap: argparse.ArgumentParser, refine: bool = False) -> None:
     ap.add_argument("--device", default="cpu",
                     help="where the student and the VAE run, e.g. cuda (default cpu); z_T comes from the seed on "
                          "the CPU, so the same seed starts from the same noise on every device")
+    ap.add_argument("--amp", choices=AMP, default="off",
+                    help="mixed-precision autocast of the student's network: off (fp32, default), bf16 or fp16")
 
 
 def main(argv=None) -> int:
@@ -351,7 +358,7 @@ def _refine(argv) -> int:
     caption, seed = side["caption"], int(side["seed"])
     out = a.out if a.out is not None else a.candidate.resolve().parent
     t0 = time.perf_counter()
-    wav, settings = render(models, caption, seed, steps=a.steps, omega=omega, nu=nu, gamma=a.gamma)
+    wav, settings = render(models, caption, seed, steps=a.steps, omega=omega, nu=nu, gamma=a.gamma, amp=a.amp)
     refined_from = {"sidecar": str(a.candidate.resolve()), "audio": side["audio"],
                     "audio_sha256": side.get("audio_sha256"), "seed": seed, "settings": parent}
     stem = f"{a.candidate.stem}-refined-{a.steps}step"

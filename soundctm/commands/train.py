@@ -64,6 +64,8 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
     ap.add_argument("--checkpoint-every", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                    help="mixed-precision autocast of the networks' forward passes, losses in fp32 (default off)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--dry-run", action="store_true", help="print the resolved config (JSON) and exit")
     if kind == "distill":
@@ -111,7 +113,7 @@ def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
         "threads": args.threads,
     }
     d = {k: v for k, v in over.items() if v is not None}
-    d.update(seed=args.seed, data=args.data, cache=args.cache, device=args.device)
+    d.update(seed=args.seed, data=args.data, cache=args.cache, device=args.device, amp=args.amp)
     if kind == "distill":
         if (args.omega_min is None) != (args.omega_max is None):
             raise SystemExit("give both --omega-min and --omega-max")

@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from soundctm.cd import CD_OBJECTIVES, CD_OMEGA, LCM_SKIP, OBJECTIVES
 from soundctm.ctm import CTMLoss
+from soundctm.nn.precision import AMP
 from soundctm.presets import model_preset
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
 
 KINDS = ("teacher", "distill")
 CHOICES = {
+    "amp": AMP,
     "dsm_weighting": ("none", "karras"),
     "k_sampling": ("per-example", "per-batch"),
     "loss_reduction": ("sum-channels", "mean-channels"),
@@ -44,6 +46,7 @@ KEY_OMIT_IF_DEFAULT = ("dsm_weighting", "k_sampling", "loss_reduction", "grid_to
 # SoundCTM-only settings: a consistency-distillation objective ("cd", "lcm") needs them at their defaults
 CTM_ONLY = {"distance": "d_teacher", "gan": False, "dsm_weighting": "none", "k_sampling": "per-example",
             "loss_reduction": "sum-channels", "grid_to_zero": False}
+KEY_OMIT_IF_DEFAULT += ("amp",)  # mixed precision, off by default (a later setting, like those above)
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
 TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
 TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
@@ -91,6 +94,9 @@ class TrainConfig:
     # `skip_steps` grid steps, omega-conditioned on omega_range, elementwise pseudo-Huber)
     objective: str = "ctm"
     skip_steps: int | None = None  # CD / LCD: grid steps k of the teacher solve (None: 1 for cd, LCM_SKIP for lcm)
+    # mixed precision (soundctm.nn.precision): "off" (fp32), "bf16" or "fp16" autocast of every network's forward
+    # (student, EMA, teacher); their outputs and therefore the losses are fp32; fp16 adds a gradient scaler
+    amp: str = "off"
     # data: "tiny" (corpus latents + tiny CLAP conditioning) or "synthetic" (random latents and
     # conditioning, for tests and benchmarks)
     data: str = "tiny"

@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from soundctm.io import write_json, write_text
+from soundctm.nn.precision import autocast_forward
 from soundctm.presets import model_preset
 from soundctm.train.checkpoint import export_model, load_latest, save_checkpoint
 from soundctm.train.config import (  # noqa: F401  (TrainConfig & co. re-exported: the loop's settings)
@@ -173,6 +174,19 @@ def make_task(cfg: TrainConfig, data, device, log=print):
     return DistillTask(cfg, data, device, log=log)
 
 
+def apply_amp(task, amp: str, device) -> torch.amp.GradScaler | None:
+    """Mixed precision (`TrainConfig.amp`): the backbone of every model the task's losses call (model, EMA,
+    teacher) runs its forward under autocast and returns fp32 (`nn.precision.autocast_forward`), so every
+    loss is computed in fp32; "fp16" also returns a gradient scaler (None otherwise)."""
+    if amp == "off":
+        return None
+    for name in ("model", "ema", "teacher"):
+        m = getattr(task, name, None)
+        if isinstance(m, torch.nn.Module) and isinstance(getattr(m, "net", None), torch.nn.Module):
+            autocast_forward(m.net, amp, device)
+    return torch.amp.GradScaler(torch.device(device).type) if amp == "fp16" else None
+
+
 def run_training(
     config: TrainConfig, run_dir: str | os.PathLike, *, ctx=None, progress: bool = True, log=print
 ) -> dict[str, Any]:
@@ -215,6 +229,7 @@ def _run_training(
     data = load_data(cfg, log=log if main else (lambda *a, **k: None))
     task = make_task(cfg, data, device, log=log if main else (lambda *a, **k: None))
     opt = make_optimizer(task.model.parameters(), cfg)
+    scaler = apply_amp(task, cfg.amp, device)
     start, skipped = 0, 0
     state = ctx.load_latest()
     if state is not None:
@@ -228,6 +243,8 @@ def _run_training(
         task.ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         task.load_extra_state(state.get("task", {}))
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"])
         start = int(state["step"])
         skipped = int(state.get("skipped_steps", 0))
@@ -258,9 +275,11 @@ def _run_training(
                 gr["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps)
             out = task.losses(step, ctx.rank, ctx.world)
             opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
+            (out["loss"] if scaler is None else scaler.scale(out["loss"])).backward()
             grads = [p.grad for p in task.model.parameters() if p.grad is not None]
             allreduce_mean(grads)
+            if scaler is not None:
+                scaler.unscale_(opt)
             gnorm = torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
             # the norm is of the all-reduced gradients, so every worker takes the same decision
             skip = cfg.nonfinite == "skip" and not bool(torch.isfinite(gnorm))
@@ -268,7 +287,11 @@ def _run_training(
                 opt.zero_grad(set_to_none=True)
                 skipped += 1
             else:
-                opt.step()
+                if scaler is None:
+                    opt.step()
+                else:  # skips the update itself when the scaled gradients overflowed
+                    scaler.step(opt)
+                    scaler.update()
                 task.update_ema(step)
                 out.update(task.post_step(step))
             scalars = torch.stack([out[k].detach().float().reshape(()) for k in task.log_keys])
@@ -301,6 +324,7 @@ def _run_training(
                     "optimizer": opt.state_dict(),
                     "rng": {"torch": torch.get_rng_state()},
                     "task": task.extra_state(),
+                    **({"scaler": scaler.state_dict()} if scaler is not None else {}),
                     "skipped_steps": skipped,
                     "config": json.loads(json.dumps(cfg.to_dict())),
                 }
