@@ -35,6 +35,7 @@ from soundctm.experiments import regression as R  # noqa: E402
 from soundctm.experiments.catalog import reference_rows, student_row, teacher_row  # noqa: E402
 from soundctm.experiments.runner import Runner  # noqa: E402
 from soundctm.experiments.spec import Run, Table  # noqa: E402
+from soundctm.experiments.store import open_store  # noqa: E402
 from soundctm.io import load_safetensors  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -49,7 +50,7 @@ GPU = {"num_cpus": 1, "num_gpus": 1}
 TEACHER = Run("teacher", "dit")
 STUDENT = Run("student", "dit", options={"distance": "d_teacher"}, seeds=(0, 1), teacher=TEACHER)
 TABLE = Table("cluster", "simulated-cluster workload", metrics=("fd", "kid", "kl", "clap"), rows=(
-    teacher_row(steps=4, run=TEACHER), student_row(1, run=STUDENT), student_row(2, run=STUDENT),
+    teacher_row(steps=4, run=TEACHER), student_row(1, run=STUDENT, timed=True), student_row(2, run=STUDENT),
     student_row(4, nu=5.0, run=STUDENT), *reference_rows("vae-recon", "zeros")))
 
 
@@ -82,7 +83,7 @@ def _tier(resources: dict):
 
 
 CPU_TIER = _tier({})
-GPU_TIER = _tier({"train": GPU, "score": GPU, "reference": GPU})
+GPU_TIER = _tier({"train": GPU, "score": GPU, "reference": GPU, "timing": GPU})
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +151,10 @@ def test_tasks_go_to_gpu_workers_only_and_spread_over_them(cluster, tmp_path):
     assert runner.on_ray()
     res = runner.run(TABLE)
     recs = _records(runner.artifacts)
-    n_train, n_score = 3, len(TABLE.rows) + 1  # teacher + 2 student seeds; rows + the reference
-    assert sorted(r["kind"] for r in recs.values()).count("train") == n_train
-    assert len(recs) == n_train + n_score
+    kinds = sorted(r["kind"] for r in recs.values())
+    # teacher + 2 student seeds; the rows and the reference; student-1's seconds per sample
+    assert kinds == sorted(["train"] * 3 + ["score"] * len(TABLE.rows) + ["reference", "timing"])
+    assert len(res.seconds["student-1"]) == GPU_TIER.timing_repeats
     used = {r["node_id"] for r in recs.values()}
     gpu_ids = {n.node_id for n in cluster.gpu}
     assert used <= gpu_ids, "a GPU-asking task ran on the head or on the CPU-only worker"
@@ -160,7 +162,7 @@ def test_tasks_go_to_gpu_workers_only_and_spread_over_them(cluster, tmp_path):
     assert cluster.head not in used and cluster.cpu[0].node_id not in used
     # what the table reports came from those artifacts: every row scored, every model in the store
     assert set(res.dists) == {r.name for r in TABLE.rows}
-    assert len(runner.artifacts.list("models")) == n_train
+    assert len(runner.artifacts.list("models")) == 3
 
 
 def test_a_resource_no_node_has_is_an_error_not_a_hang(cluster, tmp_path):
@@ -232,11 +234,33 @@ def _try(fn, arg, out):
         out["error"] = e
 
 
-def test_killing_a_worker_node_loses_nothing_and_gives_the_same_numbers(cluster, tmp_path):
-    calm = _runner(CPU_TIER, tmp_path / "calm")
-    ref = calm.run(TABLE)
-    ref_numbers, ref_weights = _numbers(ref), _weights(calm)
-    ref_scores = {r.name: calm.scores(r) for r in TABLE.rows}
+@pytest.fixture(scope="module")
+def calm(cluster, tmp_path_factory):
+    """An undisturbed run of the CPU tier on the cluster: its numbers, per-item scores and weights."""
+    runner = _runner(CPU_TIER, tmp_path_factory.mktemp("calm"))
+    res = runner.run(TABLE)
+    return SimpleNamespace(numbers=_numbers(res), weights=_weights(runner),
+                           scores={r.name: runner.scores(r) for r in TABLE.rows})
+
+
+def test_a_uri_store_gives_the_same_numbers_through_the_nodes_mirrors(cluster, calm, tmp_path):
+    """file:// goes through pyarrow's filesystem as s3:// would: tasks write into their node's mirror
+    and upload; the driver downloads what it reads."""
+    runner = Runner(CPU_TIER, tmp_path / "cache", store=f"file://{tmp_path}/uri-store", log=lambda *a: None)
+    assert runner._uri_store()
+    res = runner.run(TABLE)
+    assert _numbers(res) == calm.numbers
+    fresh = open_store(runner.artifacts.uri, mirror=tmp_path / "fresh-mirror")  # what another machine sees
+    names = fresh.list()
+    assert {runner.scores_path(r).name for r in TABLE.rows} | {runner.reference_path().name} <= set(names)
+    n_sampler = sum(r.source == "sampler" for r in TABLE.rows)
+    assert sum(n.startswith("latents-") for n in names) == n_sampler
+    assert len(fresh.list("models")) == 3
+    assert sum(n.endswith(".json") for n in fresh.list("nodes")) == 3 + len(TABLE.rows) + 2
+
+
+def test_killing_a_worker_node_loses_nothing_and_gives_the_same_numbers(cluster, calm, tmp_path):
+    ref_numbers, ref_weights, ref_scores = calm.numbers, calm.weights, calm.scores
 
     repeats = int(os.environ.get("SOUNDCTM_CLUSTER_KILLS", "1"))
     identical = 0
@@ -254,7 +278,7 @@ def test_killing_a_worker_node_loses_nothing_and_gives_the_same_numbers(cluster,
         retried = [key for key, prefix in _started(store)
                    if victim.startswith(prefix) and recs[key]["node_id"] != victim]
         assert retried, "no task of the killed node was retried elsewhere"
-        assert len(recs) == 3 + len(TABLE.rows) + 1
+        assert len(recs) == 3 + len(TABLE.rows) + 2  # trainings, rows, the reference, one timing
         # the same numbers as the undisturbed run: metrics (values and bootstrap samples), scores, weights
         assert _numbers(res) == ref_numbers
         got = {r.name: runner.scores(r) for r in TABLE.rows}

@@ -463,20 +463,20 @@ class Runner:
                 seed_values[r.name] = {m: [p[m].value for p in per] for m in dists[r.name]}
             for m in table.metrics:  # per-item metric families (applications), after the embedders' ones
                 if m in A.ITEM_METRICS and r.source != "shuffled-captions":
-                    values = self.item_metric(r, m)
+                    values = self.on_worker("score", Runner.item_metric, r, m)
                     dists[r.name][m] = item_mean_dist(values, sc.unit, boot)
                     if r.name in seed_values:  # item i came from training seed number i mod n
                         k = len(r.run.seeds)
                         seed_values[r.name][m] = [float(values[j::k].mean()) for j in range(k)]
             if r.timed:
-                seconds[r.name] = self.timing(r)
+                seconds[r.name] = self.on_worker("timing", Runner.timing, r)
             if r.train_memory:
-                memory[r.name], memory_column = self.train_memory(r)
+                memory[r.name], memory_column = self.on_worker("train", Runner.train_memory, r)
             line = "  ".join(f"{m}={d.value:.4g}±{d.half_width():.2g}" for m, d in dists[r.name].items())
             self.log(f"[runner] {r.name:20s} {line}" + (f"  {statistics.median(seconds[r.name]):.4f} s/sample"
                                                         if r.name in seconds else ""))
         for r in pair_rows:
-            dists[r.name] = P.pair_dists(self, r, table.metrics, boot)
+            dists[r.name] = self.on_worker("score", P.pair_dists, r, table.metrics, boot)
             n_items[r.name] = len(self.items()[0])
             line = "  ".join(f"{m}={d.value:.4g}±{d.half_width():.2g} (sd {d.std:.2g})"
                              for m, d in dists[r.name].items())
@@ -588,6 +588,20 @@ class Runner:
             if not self.artifacts.exists(_model_name(sha)):
                 self.artifacts.put_file(_model_name(sha), p)
             out.append((sha, origin))
+        return out
+
+    def on_worker(self, kind: str, fn, *args):
+        """`fn(self, *args)`, on Ray as one `kind` task on a worker (e.g. "timing": the seconds are the
+        worker's device's; "score": what the driver would otherwise generate or embed itself). Rows among
+        `args` bring their runs' models; files the call writes reach the store. In process otherwise."""
+        if not self.on_ray():
+            return fn(self, *args)
+        runs = {run for a in args if isinstance(a, Row) for run in a.runs()}
+        models = {run: self._published(run) for run in sorted(runs, key=repr)}
+        (out,) = self._run_tasks(kind, _call_task, [(self._task_spec(), models, fn, args, kind)], None)
+        if self._uri_store():  # what the task published, for this process' own reads
+            for name in self.artifacts.list():
+                self.artifacts.fetch(name)
         return out
 
     def _score_on_ray(self, rows: list[Row]) -> None:
@@ -705,9 +719,7 @@ def _score_task(spec: dict, models: dict, row: Row | None, name: str) -> dict:
     runner = _worker_runner(spec)
     store = runner.artifacts
     log = _NodeLog(store, Path(name).stem, "reference" if row is None else "score")
-    for run, published in models.items():  # [(sha, the export's own path)] per training seed
-        runner._exports[run] = [_local_model(store, sha, origin) for sha, origin in published]
-        runner._shas[run] = [sha for sha, _ in published]
+    _adopt(runner, models)
     path = runner.reference_path() if row is None else runner.scores_path(row)
     if path.name != name:
         raise RuntimeError(f"this node computes the artifact name {path.name} where the driver expects {name}: "
@@ -718,9 +730,36 @@ def _score_task(spec: dict, models: dict, row: Row | None, name: str) -> dict:
         runner.reference()
     else:
         runner.scores(row)
-    if runner._uri_store():  # a URI store: publish what this task wrote, in the order written
-        new = [f for f in runner.store.iterdir() if f.is_file() and not f.name.startswith(".")
-               and f.stat().st_mtime >= t0 - 1]
-        for f in sorted(new, key=lambda f: (f.name == name, f.stat().st_mtime)):
-            store.push(f.name)
+    _publish_new(runner, t0, last=name)
     return log.done(artifact=name)
+
+
+def _adopt(runner: Runner, models: dict) -> None:
+    """Give a worker's runner the driver's models: run -> [(sha, path of the export where it was made)]."""
+    for run, published in models.items():
+        runner._exports[run] = [_local_model(runner.artifacts, sha, origin) for sha, origin in published]
+        runner._shas[run] = [sha for sha, _ in published]
+
+
+def _publish_new(runner: Runner, since: float, last: str | None = None) -> None:
+    """A URI store: upload the files this task wrote into the mirror, in the order written (`last` at
+    the end: the artifact the driver waits for). A folder store holds them already."""
+    if not runner._uri_store() or not runner.store.is_dir():
+        return
+    new = [f for f in runner.store.iterdir() if f.is_file() and not f.name.startswith(".")
+           and f.stat().st_mtime >= since - 1]
+    for f in sorted(new, key=lambda f: (f.name == last, f.stat().st_mtime)):
+        runner.artifacts.push(f.name)
+
+
+def _call_task(spec: dict, models: dict, fn, args: tuple, kind: str):
+    """A Ray task: `fn(runner, *args)` with a worker's runner (see `Runner.on_worker`)."""
+    runner = _worker_runner(spec)
+    what = [a.name if isinstance(a, Row) else repr(a) for a in args if isinstance(a, (Row, str, int, float))]
+    log = _NodeLog(runner.artifacts, f"{kind}-{getattr(fn, '__name__', 'call')}-{settings_hash(what)}", kind)
+    _adopt(runner, models)
+    t0 = time.time()
+    out = fn(runner, *args)
+    _publish_new(runner, t0)
+    log.done(call=getattr(fn, "__qualname__", str(fn)), args=what)
+    return out

@@ -69,7 +69,8 @@ class Tier:
     presets: dict = field(default_factory=dict, hash=False, compare=False)  # backbone -> model preset
     # Ray resources of one task per kind of artifact node when the runner schedules them on a cluster
     # (`Runner`, `soundctm.distributed.run_tasks`): "train" (one run, one training seed), "score"
-    # (generate, decode and embed one row), "reference" (embed the real clips). Kinds left out: CPU_TASK.
+    # (generate, decode and embed one row), "reference" (embed the real clips), "timing" (a row's seconds
+    # per sample; also the training-memory probe runs as "train"). Kinds left out: CPU_TASK.
     resources: dict = field(default_factory=dict, hash=False, compare=False)
 
     def task_resources(self, kind: str) -> dict:
@@ -238,7 +239,7 @@ PAPER = Tier(
     device="cuda" if torch.cuda.is_available() else "cpu",
     presets={"dit": "paper-dit", "unet": "paper-unet"},
     # one GPU per training, per row (DiT sampling, VAE decoding, OpenL3/PaSST/CLAP) and for the reference
-    resources={"train": GPU_TASK, "score": GPU_TASK, "reference": GPU_TASK},
+    resources={"train": GPU_TASK, "score": GPU_TASK, "reference": GPU_TASK, "timing": GPU_TASK},
 )
 
 TIERS = {t.name: t for t in (TINY, PAPER)}
