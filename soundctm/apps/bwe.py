@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from soundctm.apps.guidance import clean_estimate
-from soundctm.sampling import _check_grid, guided_jump
+from soundctm.sampling import _check_grid, guided_jump, sample
 
 __all__ = ["lowpass", "consistency", "equivalent_cutoff", "extend_bandwidth", "PAPER_CUTOFF_HZ", "PAPER_RATE"]
 
@@ -69,14 +69,18 @@ def extend_bandwidth(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: tor
                      uncond: torch.Tensor | None = None, *, observation: torch.Tensor, cutoff_hz: float,
                      sample_rate: int, decode: Callable[[torch.Tensor], torch.Tensor],
                      encode: Callable[[torch.Tensor], torch.Tensor], omega=5.0, nu: float = 1.0,
-                     callback=None) -> torch.Tensor:
+                     every_step: bool = True, callback=None) -> torch.Tensor:
     """Latents of the extended clips (module docstring; finish with `consistency(decode(z), y, ...)`).
 
-    observation: y = lowpass(x_true) [B, N]; decode: latents -> [B, N]; encode: [B, N] -> latents."""
+    observation: y = lowpass(x_true) [B, N]; decode: latents -> [B, N]; encode: [B, N] -> latents.
+    `every_step=False` is the control without data consistency during sampling: Algorithm 1 alone (gamma = 0),
+    so that only the final `consistency` puts the observed band into a text-only generation."""
     _check_cutoff(cutoff_hz, sample_rate)
     grid = _check_grid(sigmas).to(z_T.device)
     if observation.shape[0] != z_T.shape[0]:
         raise ValueError(f"need one observation per example, got {observation.shape[0]} for {z_T.shape[0]}")
+    if not every_step:
+        return sample(student, z_T, grid, cond, uncond, omega=omega, nu=nu, callback=callback)
     y = observation.to(z_T.device, z_T.dtype)
     t_end = grid[-1]
     z = z_T

@@ -39,7 +39,12 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 from soundctm.rng import GeneratorLike, randn
 from soundctm.sampling import _check_gamma, _check_grid, guided_jump
 
-__all__ = ["guided_sample", "clean_estimate", "loss_gradient", "normalized_step", "mse_loss"]
+__all__ = ["guided_sample", "clean_estimate", "loss_gradient", "normalized_step", "mse_loss", "ETA"]
+
+# The default step scale: on the tiny corpus's validation captions (`python reproduce/guidance_eta.py`), the
+# smallest eta of 0.01, 0.03, 0.05, 0.1, 0.3 whose median intensity MSE fell below 10 dB^2; larger ones lowered
+# the CLAP score further without lowering the mean MSE much.
+ETA = 0.03
 
 Decode = Callable[[torch.Tensor], torch.Tensor]  # latents [B, C, T] -> waveforms [B, N]
 Feature = Callable[[torch.Tensor], torch.Tensor]  # waveforms [B, N] -> features [B, ...]
@@ -97,7 +102,7 @@ def normalized_step(grad: torch.Tensor, t, eta: float) -> torch.Tensor:
 @torch.no_grad()
 def guided_sample(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
                   uncond: torch.Tensor | None = None, *, decode: Decode, feature: Feature, target: torch.Tensor,
-                  loss: Loss = mse_loss, eta: float = 0.1, omega=5.0, nu: float = 1.0, gamma: float = 0.0,
+                  loss: Loss = mse_loss, eta: float = ETA, omega=5.0, nu: float = 1.0, gamma: float = 0.0,
                   generator: GeneratorLike = None, grad_batch: int | None = None, checkpoint: bool = False,
                   callback=None) -> torch.Tensor:
     """Algorithm 3 (the module docstring has every step and the step-size rule). The sampler signature of

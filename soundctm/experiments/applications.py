@@ -10,7 +10,9 @@ Row samplers of a student run whose latents come from `soundctm.apps` (`Row.app`
     "bwe"       bandwidth extension (`apps.bwe`) of item i's low-passed test clip, `steps` jumps with omega,
                 nu, conditioned on item i's caption; options cutoff_hz, at_rate: the cut-off keeping the share of
                 the band that cutoff_hz keeps at at_rate (3 kHz at 44.1 kHz: 1088 Hz at 16 kHz). Its audio is
-                the decoded latents with the observed low band put back (`apps.bwe.consistency`).
+                the decoded latents with the observed low band put back (`apps.bwe.consistency`). Option
+                every_step=False: the control without consistency during sampling (a text-only generation
+                with the observed band put back at the end).
 
 Source "lowpass": the low-passed test clip itself (options cutoff_hz, at_rate), the input of "bwe".
 
@@ -37,7 +39,7 @@ import torch
 from soundctm.apps import plots
 from soundctm.apps.bwe import PAPER_CUTOFF_HZ, PAPER_RATE, consistency, equivalent_cutoff, extend_bandwidth, lowpass
 from soundctm.apps.ditto import ITERATIONS, LR, optimize_z_T
-from soundctm.apps.guidance import guided_sample
+from soundctm.apps.guidance import ETA, guided_sample
 from soundctm.apps.intensity import CURVES, IntensityFeature, item_curve, item_targets, target_curve
 from soundctm.experiments.spec import Row
 from soundctm.metrics import functional as Fm
@@ -52,10 +54,9 @@ APP_SOURCES = ("lowpass",)
 # the code an application row's artifacts also depend on (relative to soundctm/, as the runner's code lists)
 APP_CODE = ("apps", "experiments/applications.py")
 ITEM_METRICS = {"intensity-mse": "intensity MSE [dB²]", "lsd": "LSD"}
-ETA = 0.1  # guidance step scale: the step's per-element RMS is ETA * t_n (apps.guidance)
 _BAND = {"cutoff_hz": PAPER_CUTOFF_HZ, "at_rate": PAPER_RATE}
-DEFAULTS = {"guidance": {"eta": ETA}, "ditto": {"lr": LR, "iterations": ITERATIONS}, "bwe": dict(_BAND),
-            "lowpass": dict(_BAND)}
+DEFAULTS = {"guidance": {"eta": ETA}, "ditto": {"lr": LR, "iterations": ITERATIONS},
+            "bwe": {**_BAND, "every_step": True}, "lowpass": dict(_BAND)}
 _MEMO: dict[str, torch.Tensor] = {}  # optimised z_T per (runner settings, model, items, optimisation)
 
 
@@ -126,7 +127,8 @@ def app_latents(runner, row: Row, model, part: list[int], z_T: torch.Tensor, con
         cut = _cutoff(row, sr)
         y = lowpass(torch.as_tensor(np.stack(_clean(runner, part)), dtype=z_T.dtype, device=dev), cut, sr)
         return extend_bandwidth(model, z_T, grid, cond, uncond, observation=y, cutoff_hz=cut, sample_rate=sr,
-                                decode=decode, encode=lambda x: vae.encode(x[:, None]), omega=row.omega, nu=row.nu)
+                                decode=decode, encode=lambda x: vae.encode(x[:, None]), omega=row.omega, nu=row.nu,
+                                every_step=bool(o["every_step"]))
     raise ValueError(f"row {row.name!r} is not an application row")
 
 
@@ -199,9 +201,11 @@ def intensity_figure(runner, result, out_dir, per_curve: int = 3) -> Path:
 
 def bwe_figure(runner, result, out_dir, n_clips: int = 2) -> Path:
     """Fig. 14: spectrograms (log-frequency) of the low-passed input, the extension (the table's "bwe" row with
-    the most steps) and the ground truth, for the first item of the first `n_clips` test clips."""
+    consistency at every step and the most steps) and the ground truth, for the first item of the first
+    `n_clips` test clips."""
     low = next(r for r in result.table.rows if r.source == "lowpass")
-    ext = max((r for r in result.table.rows if r.source == "sampler" and r.sampler == "bwe"), key=lambda r: r.steps)
+    ext = max((r for r in result.table.rows if r.source == "sampler" and r.sampler == "bwe"
+               and app_options(r)["every_step"]), key=lambda r: r.steps)
     sr = runner.comp.sample_rate
     per_unit = runner.K * runner.S
     idx = [u * per_unit for u in range(min(n_clips, len(runner.units)))]
