@@ -4,9 +4,13 @@ configuration (3 test clips, random-weight tiny models, a micro VAE) with their 
 the decoded-zeros self-test, caching, the report; and the seeded gamma noise of stochastic rows."""
 
 import dataclasses
+import importlib.util
 import json
 import math
+import subprocess
+import sys
 from argparse import Namespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +19,7 @@ from conftest import randomize_
 
 from soundctm.experiments import pairs as P
 from soundctm.experiments.generation import gamma_generators, row_grid
-from soundctm.experiments.runner import Runner
+from soundctm.experiments.runner import Runner, settings_hash
 from soundctm.experiments.spec import Claim, Row, Run, Table
 from soundctm.experiments.stats import Bootstrap
 from soundctm.experiments.tier import Components, Tier, Unit
@@ -183,16 +187,17 @@ def _tier(root):
 
     def build(run, teacher_export, cache=None):
         (seed,) = run.seeds
-        path = root / f"{run.kind}-{seed}.safetensors"
+        key = settings_hash(run.settings())  # (every run its own random model, on the tiny DiT whatever its backbone)
+        path = root / f"{run.kind}-{key}.safetensors"
         if not path.exists():
             teacher = randomize_(build_teacher("tiny-dit"), 0, scale=0.05)
             model = teacher if run.kind == "teacher" else randomize_(
-                build_student("tiny-dit", teacher=teacher), 10 + seed, scale=0.05)
+                build_student("tiny-dit", teacher=teacher), 10 + seed + int(key[:6], 16), scale=0.05)
             export_model(path, model, kind=run.kind, preset=model.preset, train_config={})
         return path
 
     return Tier("pairtest", load, build, captions_per_unit=1, samples_per_caption=2, n_boot=50,
-                presets={"dit": "tiny-dit"})
+                presets={"dit": "tiny-dit", "unet": "tiny-dit"})
 
 
 S1, S4 = Row("s1", run=STUDENT, steps=1), Row("s4", run=STUDENT, steps=4)
@@ -297,3 +302,79 @@ def test_pair_declarations_are_validated():
     assert p.runs() == (STUDENT, STUDENT) and S1.runs() == (STUDENT,) and Row("z", source="zeros").runs() == ()
     assert p.generation_settings()["pair"] == [S1.generation_settings(), S4.generation_settings()]
     assert "pair" not in S1.generation_settings()  # plain rows keep their artifact keys
+
+
+# ------------------------------------------------------------------------------------------- the declarations
+REPRO = Path(__file__).resolve().parent.parent / "reproduce"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"repro_{name}", REPRO / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_table7_declares_the_papers_rows_claims_and_self_tests():
+    t = _load("table7").TABLE
+    assert _load("all").load_table("7") == t
+    rows = {r.name: r for r in t.rows}
+    for g in (0.0, 0.2, 0.5, 1.0):
+        one, sixteen = rows[f"gamma-{g:g}"].pair
+        assert (one.steps, one.nu, sixteen.steps, sixteen.nu) == (1, 1.0, 16, 5.0)  # Table 3's nu per step count
+        assert one.omega == sixteen.omega == 5.0 and one.gamma == sixteen.gamma == g
+        assert one.run == sixteen.run and one.run.kind == "student" and one.run.backbone == "dit"
+    assert [p.source for p in rows["vae-recon-vs-gt"].pair] == ["vae-recon", "real-other"]
+    assert rows["gt-vs-1step"].pair == (Row("real-other", source="real-other"), rows["gamma-0"].pair[0])
+    assert rows["zeros-vs-16"].pair == (Row("zeros", source="zeros"), rows["gamma-0"].pair[1])
+    for c in t.claims:  # every C4 claim is about the gamma = 0 pair, re-decided with the content-free pair
+        assert c.metric == "lpaps" and c.subject == "gamma-0" and c.trivial == "zeros-vs-16"
+    assert {c.b for c in t.claims if c.kind == "separated"} == {"gamma-0.2", "gamma-0.5", "gamma-1", "gt-vs-1step"}
+    assert rows["gamma-0"].paper_dict() == {"CLAP-LPAPS": 3.34, "CLAP-LPAPS sd": 0.74}
+
+
+@pytest.mark.slow
+def test_table7_and_the_content_table_run_on_a_tiny_configuration(tmp_path):
+    from soundctm.experiments.main import run_table
+
+    tier = _tier(tmp_path)  # 2 test clips x 1 caption x 1 sample (20 sampler rows, two figures: ~30 s)
+    runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1, n_units=2,
+                    samples_per_caption=1)
+    for name in ("table7", "content"):
+        table = _load(name).TABLE
+        out = tmp_path / "out"
+        rec = run_table(table, Namespace(out=str(out), seed=0), runner)
+        assert len(rec["claims"]) == len(table.claims) and all(v["self_test"] is not None for v in rec["claims"])
+        for r in rec["rows"]:  # every row has both distances with an interval and a spread
+            for col in ("CLAP-LPAPS[tiny-clap]", "mel distance"):
+                m = r["metrics"][col]
+                assert m["lo"] <= m["hi"] and m["std"] >= 0 and np.isfinite(m["value"]), (name, r["row"])
+        png = out / f"{table.name}_spectrograms.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        assert (out / f"{table.name}.md").read_text().count("(sd ") == len(table.rows) * 2
+    rows = json.loads((out / "table7.json").read_text())["rows"]
+    t7 = {r["row"]: r["metrics"]["mel distance"]["value"] for r in rows}
+    assert min(t7.values()) > 0 and t7["gamma-0"] != t7["gamma-1"]
+
+
+def test_content_declaration():
+    mod = _load("content")
+    t = mod.TABLE
+    assert _load("all").load_table("content") == t
+    rows = {r.name: r for r in t.rows}
+    for m, (_, run, sampler, omega, nu) in mod.METHODS.items():
+        for n in (2, 4, 16):
+            one, many = rows[f"{m}-1v{n}"].pair
+            assert (one.steps, many.steps) == (1, n) and one.run == many.run == run
+            assert one.sampler == many.sampler == sampler and one.omega == many.omega == omega and one.nu == nu
+    assert {dict(rows[f"{m}-1v2"].pair[0].run.options).get("objective", "ctm") for m in mod.METHODS} == {
+        "ctm", "cd", "lcm"}
+    assert rows["soundctm-1v16"].pair[0].gamma == 0.0
+    assert len(t.claims) == 12 and all(c.trivial == f"zeros-vs-soundctm-{c.a.split('v')[-1]}" for c in t.claims)
+    assert all(rows[c.trivial].pair[1] == rows[c.subject].pair[1] for c in t.claims)
+
+
+@pytest.mark.parametrize("script", ["table7.py", "content.py"])
+def test_scripts_answer_help(script):
+    out = subprocess.run([sys.executable, str(REPRO / script), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--tier" in out.stdout and "--samples-per-caption" in out.stdout
