@@ -4,7 +4,8 @@ The rule (an AST walk over every file of soundctm/):
 
   A call is a *creation* when it is `torch.F(...)` (or `th.F(...)`) with F in FACTORIES, or a call of
   one of the package's seeded draws in DRAWS (`soundctm.rng.prior_noise`, `randn`, `rand`). A creation
-  *names its device* when it passes a `device=` keyword (or `**kwargs`, which may carry one).
+  *names its device* when it passes a `device=` keyword (or `**kwargs`, which may carry one), or when
+  it is inside a `with torch.device(...):` block (the default device of everything created there).
   A function *has a device in scope* when its own body (nested functions and classes are judged on
   their own) names `device` or reads an attribute `.device`, or when it has a parameter named in
   DEVICE_PARAMS or annotated with a type whose text contains `Tensor` or `Module`.
@@ -38,6 +39,8 @@ ALLOWED = {
         "per-example CPU generators (the replayable-draws policy); DistillDraws.to(device) moves every draw",
     ("soundctm/ctm.py", "draw_distill", "rand"): "per-example CPU generators; moved by DistillDraws.to(device)",
     ("soundctm/ctm.py", "draw_distill", "randn"): "per-example CPU generators; moved by DistillDraws.to(device)",
+    ("soundctm/cd.py", "draw_cd", "rand"): "per-example CPU generators; moved by CDDraws.to(device)",
+    ("soundctm/cd.py", "draw_cd", "randn"): "per-example CPU generators; moved by CDDraws.to(device)",
     ("soundctm/nn/vae.py", "AudioAutoencoder.fit_normalisation", "zeros"):
         "float64 running sums on the CPU (the latents are moved there); the result is copied to the buffers' device",
     ("soundctm/train/data.py", "build_conditioned", "tensor"):
@@ -78,6 +81,19 @@ def has_device_in_scope(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
                for n in _own_nodes(fn))
 
 
+def _under_device_context(fn: ast.AST) -> set[int]:
+    """ids of the nodes inside `with torch.device(...):` blocks of a function's own body."""
+    inside = set()
+    for n in _own_nodes(fn):
+        if isinstance(n, ast.With) and any(
+                isinstance(it.context_expr, ast.Call) and isinstance(it.context_expr.func, ast.Attribute)
+                and it.context_expr.func.attr == "device" and isinstance(it.context_expr.func.value, ast.Name)
+                and it.context_expr.func.value.id in ("torch", "th") for it in n.items):
+            for b in n.body:
+                inside |= {id(x) for x in ast.walk(b)}
+    return inside
+
+
 def violations(source: str, filename: str = "<string>") -> list[tuple[str, str, int, str]]:
     """(filename, function qualname, line, called name) of every violation of the rule in `source`."""
     out = []
@@ -87,9 +103,10 @@ def violations(source: str, filename: str = "<string>") -> list[tuple[str, str, 
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 q = prefix + n.name
                 if has_device_in_scope(n):
+                    placed = _under_device_context(n)
                     for c in _own_nodes(n):
-                        if isinstance(c, ast.Call) and (name := _callee(c)) is not None and not any(
-                                k.arg in ("device", None) for k in c.keywords):
+                        if isinstance(c, ast.Call) and (name := _callee(c)) is not None and id(c) not in placed \
+                                and not any(k.arg in ("device", None) for k in c.keywords):
                             out.append((filename, q, c.lineno, name))
                 visit(n, q + ".")
             elif isinstance(n, ast.ClassDef):
@@ -144,6 +161,11 @@ PLANTED = textwrap.dedent('''
     def good(z: torch.Tensor):
         return torch.zeros(3, device=z.device), torch.ones(2, **{"device": z.device})
 
+    def good_in_a_device_block(device):
+        with torch.device(device):
+            a = torch.ones(3)
+        return a, torch.zeros(2)                       # violation: after the block
+
     def no_device_known(n: int):
         return torch.linspace(0, 1, n)                 # not checked: nothing says where it should live
 
@@ -157,7 +179,7 @@ PLANTED = textwrap.dedent('''
 def test_a_planted_violation_is_found():
     got = {(q, name) for _, q, _, name in violations(PLANTED)}
     assert got == {("bad_tensor_param", "zeros"), ("bad_model_param", "prior_noise"),
-                   ("bad_reads_device", "arange"), ("Sampler.step", "randn")}
+                   ("bad_reads_device", "arange"), ("Sampler.step", "randn"), ("good_in_a_device_block", "zeros")}
 
 
 def test_a_planted_violation_in_the_package_fails_the_check(tmp_path):
