@@ -48,7 +48,7 @@ from soundctm.experiments.generation import sample_row
 from soundctm.experiments.spec import Row, Run, Table
 from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, item_mean_dist, metric_dists
 from soundctm.experiments.store import Store, open_store
-from soundctm.experiments.tier import Components, Tier
+from soundctm.experiments.tier import TIERS, Components, Tier, get_tier
 from soundctm.experiments.timing import time_call, timing_column
 from soundctm.io import atomic_write, load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
@@ -549,9 +549,12 @@ class Runner:
         return self.artifacts.uri != str(self.store)
 
     def _task_spec(self) -> dict:
-        """What a task needs to rebuild this runner on a worker (the tier travels by value)."""
+        """What a task needs to rebuild this runner on a worker. A registered tier travels by name, so
+        that the worker evaluates it itself (PAPER's device is "cuda" where a GPU is, which the head
+        lacks); any other tier (a test's, the regression's) by value."""
         cache = str(Path(self.cache).expanduser().resolve()) if self.cache is not None else None
-        return {"tier": self.tier, "cache": cache, "seed": self.seed, "n_units": self.n_units,
+        tier = self.tier.name if TIERS.get(self.tier.name) is self.tier else self.tier
+        return {"tier": tier, "cache": cache, "seed": self.seed, "n_units": self.n_units,
                 "samples_per_caption": self.S, "n_boot": self.n_boot, "store": self.artifacts.uri,
                 "max_retries": self.max_retries}
 
@@ -591,17 +594,17 @@ class Runner:
         return out
 
     def on_worker(self, kind: str, fn, *args):
-        """`fn(self, *args)`, on Ray as one `kind` task on a worker (e.g. "timing": the seconds are the
-        worker's device's; "score": what the driver would otherwise generate or embed itself). Rows among
-        `args` bring their runs' models; files the call writes reach the store. In process otherwise."""
-        if not self.on_ray():
+        """`fn(self, *args)`; on a Ray cluster (running or connected) as one `kind` task on a worker (e.g.
+        "timing": the seconds are then the worker's device's, not the head's; "score": what the driver
+        would otherwise generate or embed itself). Rows among `args` bring their runs' models; files the
+        call writes reach the store. In process otherwise (also with a local session: one machine)."""
+        if not (self.on_ray() and distributed.session_available()):
             return fn(self, *args)
         runs = {run for a in args if isinstance(a, Row) for run in a.runs()}
         models = {run: self._published(run) for run in sorted(runs, key=repr)}
-        (out,) = self._run_tasks(kind, _call_task, [(self._task_spec(), models, fn, args, kind)], None)
-        if self._uri_store():  # what the task published, for this process' own reads
-            for name in self.artifacts.list():
-                self.artifacts.fetch(name)
+        ((out, written),) = self._run_tasks(kind, _call_task, [(self._task_spec(), models, fn, args, kind)], None)
+        for name in written:  # (a URI store: what the task published, for this process' own reads)
+            self.artifacts.fetch(name)
         return out
 
     def _score_on_ray(self, rows: list[Row]) -> None:
@@ -615,7 +618,7 @@ class Runner:
             if name in seen or self.artifacts.exists(name):
                 continue
             seen.add(name)
-            jobs.append(("score", r, name, {r.run: self._published(r.run)} if r.source == "sampler" else {}))
+            jobs.append(("score", r, name, {run: self._published(run) for run in r.runs()}))
         t0 = time.time()
         # one batch when both kinds ask for the same resources (the usual case), else one batch per kind
         same = self.tier.task_resources("reference") == self.tier.task_resources("score")
@@ -665,7 +668,8 @@ def _model_name(sha: str) -> str:
 def _worker_runner(spec: dict) -> Runner:
     torch.set_num_threads(1)
     spec = dict(spec)
-    return Runner(spec.pop("tier"), spec.pop("cache"), workers=1, **spec)
+    tier = spec.pop("tier")
+    return Runner(get_tier(tier) if isinstance(tier, str) else tier, spec.pop("cache"), workers=1, **spec)
 
 
 class _NodeLog:
@@ -741,25 +745,26 @@ def _adopt(runner: Runner, models: dict) -> None:
         runner._shas[run] = [sha for sha, _ in published]
 
 
-def _publish_new(runner: Runner, since: float, last: str | None = None) -> None:
+def _publish_new(runner: Runner, since: float, last: str | None = None) -> list[str]:
     """A URI store: upload the files this task wrote into the mirror, in the order written (`last` at
-    the end: the artifact the driver waits for). A folder store holds them already."""
+    the end: the artifact the driver waits for); returns their names. A folder store holds them already."""
     if not runner._uri_store() or not runner.store.is_dir():
-        return
+        return []
     new = [f for f in runner.store.iterdir() if f.is_file() and not f.name.startswith(".")
            and f.stat().st_mtime >= since - 1]
     for f in sorted(new, key=lambda f: (f.name == last, f.stat().st_mtime)):
         runner.artifacts.push(f.name)
+    return [f.name for f in new]
 
 
-def _call_task(spec: dict, models: dict, fn, args: tuple, kind: str):
-    """A Ray task: `fn(runner, *args)` with a worker's runner (see `Runner.on_worker`)."""
+def _call_task(spec: dict, models: dict, fn, args: tuple, kind: str) -> tuple:
+    """A Ray task: (`fn(runner, *args)` with a worker's runner, the files it published) (`Runner.on_worker`)."""
     runner = _worker_runner(spec)
     what = [a.name if isinstance(a, Row) else repr(a) for a in args if isinstance(a, (Row, str, int, float))]
     log = _NodeLog(runner.artifacts, f"{kind}-{getattr(fn, '__name__', 'call')}-{settings_hash(what)}", kind)
     _adopt(runner, models)
     t0 = time.time()
     out = fn(runner, *args)
-    _publish_new(runner, t0)
+    written = _publish_new(runner, t0)
     log.done(call=getattr(fn, "__qualname__", str(fn)), args=what)
-    return out
+    return out, written
