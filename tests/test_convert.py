@@ -105,7 +105,7 @@ def official_dit_forward(sd, x, t_noise, cond, heads, s_noise=None, cfg=None):
     for i in range(1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.layers."))):
         p = f"transformer.layers.{i}."
 
-        def ln(name, z):
+        def ln(name, z, p=p):
             return F.layer_norm(z, (e,), sd[p + name + ".gamma"], sd[p + name + ".beta"])
 
         q, k, v = _lin(sd, p + "self_attn.to_qkv", ln("pre_norm", h)).chunk(3, dim=-1)

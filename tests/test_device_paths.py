@@ -71,8 +71,17 @@ def _reference_latents(row, files, units, seed, steps_grid):
     return sample(model, z_T, steps_grid, con(caps), con.uncond, omega=row.omega, nu=row.nu, gamma=row.gamma)
 
 
+@pytest.fixture
+def no_tf32():
+    """CUDA compared with the CPU at float32 precision: TF32 matmuls / convolutions off (restored after)."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("device", DEVICES)
-def test_tiny_table3_path_runs_on_the_tiers_device(device, tmp_path, on_device_only, one_thread):
+def test_tiny_table3_path_runs_on_the_tiers_device(device, tmp_path, on_device_only, one_thread, no_tf32):
     tier = replace(R.committed_tier(), device=device, timing_repeats=2)
     runner = Runner(tier, CORPUS_CACHE, store=tmp_path / "store", n_units=N_UNITS, log=lambda *a: None)
     ref = runner.reference()
@@ -92,9 +101,8 @@ def test_tiny_table3_path_runs_on_the_tiers_device(device, tmp_path, on_device_o
             assert torch.allclose(z, want, atol=2e-3, rtol=1e-3), (row.name, float((z - want).abs().max()))
     assert device in on_device_only  # the models really ran there
 
-    student16 = ROWS[2]
     t = runner.timings(ROWS[1], batches=(1, 2), always_uncond=(False, True))
     assert set(t) == {timing_column(1), timing_column(2), timing_column(1, True), timing_column(2, True)}
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in t.values())
     # the always-uncond option changes nothing where nu != 1 already evaluates both branches
-    assert set(runner.timings(student16, always_uncond=(False, True))) == {timing_column(1)}
+    assert set(runner.timings(ROWS[2], always_uncond=(False, True))) == {timing_column(1)}
