@@ -25,8 +25,8 @@ every step, the last one included.
 
 Memory: only z_{t_n} requires a gradient (the student's and decoder's weights stay frozen); the
 gradient of a batch is computed in chunks of `grad_batch` examples (losses are per example, so chunks
-give the same gradient), and `checkpoint=True` recomputes the student's and decoder's activations in
-the backward pass instead of storing them (`torch.utils.checkpoint`).
+give the same gradient), and `checkpoint=True` recomputes the student's and the decoder's activations in
+the backward pass instead of storing them, one network at a time (`torch.utils.checkpoint`, two segments).
 """
 
 from __future__ import annotations
@@ -77,11 +77,14 @@ def loss_gradient(student, z: torch.Tensor, t, t_end, cond: torch.Tensor, omega,
             ci = cond[sl]
             wi = omega[sl] if torch.is_tensor(omega) and omega.dim() > 0 else omega
 
-            def objective(zz, ci=ci, wi=wi, sl=sl):
-                x = decode(clean_estimate(student, zz, t, t_end, ci, wi))
-                return loss(feature(x), target[sl])
+            def jump(zz, ci=ci, wi=wi):
+                return clean_estimate(student, zz, t, t_end, ci, wi)
 
-            li = _checkpoint(objective, zi, use_reentrant=False) if checkpoint else objective(zi)
+            if checkpoint:  # two segments: the backward pass holds one network's activations at a time
+                x = _checkpoint(decode, _checkpoint(jump, zi, use_reentrant=False), use_reentrant=False)
+            else:
+                x = decode(jump(zi))
+            li = loss(feature(x), target[sl])
             if li.shape != (zi.shape[0],):
                 raise ValueError(f"the loss must return one value per example [B], got {tuple(li.shape)}")
             (gi,) = torch.autograd.grad(li.sum(), zi)
