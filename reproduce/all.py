@@ -19,7 +19,7 @@ from pathlib import Path
 TABLES = {"instrument": "instrument.py", "1": "table1.py", "2": "table2.py", "3": "table3.py", "6": "table6.py",
           "7": "table7.py", "content": "content.py", "10": "table10.py",
           "11": "table11.py", "12": "table12.py", "13": "table13.py", "5": "table5.py", "14": "table14.py",
-          "steps_diagnostic": "steps_diagnostic.py"}
+          "nu_omega": "nu_omega.py", "steps_diagnostic": "steps_diagnostic.py"}
 
 
 def _script_dir() -> Path:
@@ -44,20 +44,42 @@ def load_table(key: str):
 
 def main(argv=None) -> int:
     sys.path.insert(0, str(_script_dir().parent))
-    from soundctm.experiments.main import make_runner, parser, run_table
+    from soundctm.experiments.main import items_runner, make_runner, parser, run_table
+    from soundctm.experiments.progress import Progress, training_keys
     from soundctm.paths import MissingAssetsError
 
     ap = parser(__doc__)
     ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated ids (default: all)")
     ap.add_argument("--no-report", action="store_true", help="do not write results/<tier>/index.html")
+    ap.add_argument("--no-progress", action="store_true", help="no [progress] lines (trainings, rows, pair rows, "
+                    "tables: done / planned, what runs, ETA from the measured durations)")
     args = ap.parse_args(argv)
     tables = [load_table(k.strip()) for k in args.tables.split(",") if k.strip()]
     try:
         runner = make_runner(args)
-        runner.prepare(tables)  # every table's trainings and rows, side by side with --workers
+        progress = None if args.no_progress else Progress(workers=args.workers)
+        runner.events = progress
+        if progress is not None:
+            progress.plan("train", training_keys(tables))
+            progress.plan_tables(len(tables))
+        runner.prepare_models(*tables)  # every table's trainings, side by side with --workers
+        groups: dict[str, list] = {}  # tables by their item set (a table's own: Table.extra["items"])
+        for t in tables:
+            groups.setdefault(repr(sorted(getattr(t, "extra", {}).get("items", {}).items())), []).append(t)
+        runners = {k: items_runner(ts[0], args, runner) for k, ts in groups.items()}
+        if progress is not None:
+            for k, ts in groups.items():
+                r = runners[k]
+                progress.plan("score", [r.scores_path(x).name for x in r.prepare_rows(ts)])
+                progress.plan("pair", [r.pair_node(x, t.metrics) for t in ts for x in t.rows if x.source == "pair"])
+            print(progress.line("planned"), flush=True)
+        for k, ts in groups.items():
+            runners[k].prepare(ts)  # every table's rows, side by side with --workers
         for t in tables:
             print(f"== {t.name} ({args.tier}) ==", flush=True)
             run_table(t, args, runner)
+            if progress is not None:
+                progress.table_done(t.name)
         if not args.no_report:  # the page to look at: every table under results/<tier>/, its figures, audio
             from soundctm.commands.report import write_report
 

@@ -22,7 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from soundctm.experiments import Claim, Row, Table, cli  # noqa: E402
-from soundctm.experiments.pairs import pair_row, spectrogram_figure, trivial_pair  # noqa: E402
+from soundctm.experiments.figures import spectrogram_figure  # noqa: E402
+from soundctm.experiments.pairs import pair_row, trivial_pair  # noqa: E402
 from soundctm.experiments.spec import SAMPLERS  # noqa: E402
 
 try:

@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
 from soundctm.experiments import Claim, Row, Table, cli, student_row  # noqa: E402
-from soundctm.experiments.pairs import pair_row, spectrogram_figure, trivial_pair  # noqa: E402
+from soundctm.experiments.figures import spectrogram_figure  # noqa: E402
+from soundctm.experiments.pairs import pair_row, trivial_pair  # noqa: E402
 
 GAMMAS = (0.0, 0.2, 0.5, 1.0)
 PAPER = {0.0: (3.34, 0.74), 0.2: (5.21, 0.57), 0.5: (5.21, 0.56), 1.0: (5.34, 0.65)}  # CLAP-LPAPS mean, std

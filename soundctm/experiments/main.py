@@ -50,12 +50,22 @@ def make_runner(args) -> Runner:
                   max_retries=args.max_retries)
 
 
+def items_runner(table: Table, args, runner: Runner) -> Runner:
+    """The runner for `table`: `runner`, or, for a table that declares its own item count
+    (`Table.extra["items"]`, e.g. {"samples_per_caption": 1} for a grid of many rows), the same runner on
+    those items, unless the command line gives --units or --samples-per-caption."""
+    items = getattr(table, "extra", {}).get("items")
+    if not items or getattr(args, "units", None) is not None or getattr(args, "samples_per_caption", None):
+        return runner
+    return runner.with_items(**items)
+
+
 def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     """Run `table` (with `runner`, shared between tables, or a new one) and write its files. A
     listening test (Tables 4, 9) exports its kit instead (`experiments.listening.run_kit`)."""
     if getattr(table, "kind", None) == "listening-test":
         return table.run(args, runner)
-    runner = runner or make_runner(args)
+    runner = items_runner(table, args, runner or make_runner(args))
     tier = runner.tier
     res = runner.run(table)
     out = Path(args.out) if args.out else tier.results_dir

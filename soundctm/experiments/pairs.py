@@ -60,7 +60,7 @@ from soundctm.metrics.indomain import TinyClapEmbedder
 
 __all__ = ["PAIR_METRICS", "CHUNK", "MEL_WINDOWS", "MEL_BINS", "PairDist", "pair_row", "trivial_pair",
            "mel_distance", "TinyClapStages", "LaionClapStages", "lpaps_network", "column", "pair_values",
-           "pair_dists", "item_audio", "spectrogram_figure"]
+           "pair_dists", "item_audio"]
 
 PAIR_METRICS = {"lpaps": "CLAP-LPAPS", "mel": "mel distance"}
 CHUNK = 32  # items decoded and compared at once
@@ -278,59 +278,3 @@ def pair_dists(runner, row: Row, metrics, boot: Bootstrap) -> dict[str, PairDist
         out[m] = PairDist(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)},
                           std=float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
     return out
-
-
-# ----------------------------------------------------------------------------------------------- figures
-def spectrogram_figure(grid: list[tuple[str, list[Row]]], columns: list[str], *, suffix: str = "spectrograms",
-                       title: str = "", n_items: int = 2, n_fft: int = 1024, hop: int = 256):
-    """A figure of a table (`Table.extra["figures"]`): spectrograms of the same items (same z_T and caption)
-    under several rows, as the paper's Figs. 3, 4 and 7: for each of the first `n_items` test clips (its first
-    caption and sample), one line per (label, rows) of `grid`, one panel per row (titled by `columns`).
-    Writes <out>/<table>_<suffix>.png; returns the figure function (runner, result, out_dir) -> path."""
-    if any(len(rows) != len(columns) for _, rows in grid):
-        raise ValueError("every line of the grid needs one row per column")
-
-    def figure(runner, result, out_dir):
-        from soundctm.apps.plots import MissingPlotting, log_spectrogram
-
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError as e:
-            raise MissingPlotting("drawing the figures needs matplotlib: pip install matplotlib") from e
-        per_unit = runner.K * runner.S
-        items = [u * per_unit for u in range(min(n_items, len(runner.units)))]
-        caps = runner.items()[1]
-        sr = runner.comp.sample_rate
-        lines = [(f"{label}\n\u201c{caps[i]}\u201d", rows, i) for i in items for label, rows in grid]
-        fig, axes = plt.subplots(len(lines), len(columns), figsize=(3.2 * len(columns), 2.2 * len(lines)),
-                                 squeeze=False, sharex=True, sharey=True)
-        freqs = np.fft.rfftfreq(n_fft, 1.0 / sr) / 1000.0
-        for r, (label, rows, i) in enumerate(lines):
-            for c, row in enumerate(rows):
-                s = log_spectrogram(item_audio(runner, row, [i])[0], n_fft, hop)
-                ax = axes[r][c]
-                times = np.arange(s.shape[0]) * hop / sr
-                ax.pcolormesh(times, freqs, s.T, shading="auto", cmap="magma", vmin=s.max() - 80, vmax=s.max())
-                if r == 0:
-                    ax.set_title(columns[c], fontsize=9)
-                if c == 0:
-                    ax.set_ylabel(f"{label}\nkHz", fontsize=7)
-                if r == len(lines) - 1:
-                    ax.set_xlabel("s")
-        if title:
-            fig.suptitle(title, fontsize=10)
-        path = Path(out_dir) / f"{result.table.name}_{suffix}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            fig.savefig(tmp, dpi=90, bbox_inches="tight", format="png")
-        finally:
-            plt.close(fig)
-        tmp.replace(path)
-        return path
-
-    figure.__name__ = f"spectrogram_figure_{suffix}"
-    return figure

@@ -70,6 +70,11 @@ def settings_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def train_key(run: Run, seed: int) -> str:
+    """The progress key of training `run` with one seed (`Runner.event`)."""
+    return f"train-{settings_hash(run.single(seed).settings())}"
+
+
 _PKG = Path(__file__).resolve().parents[1]
 # The code an artifact depends on: a change to any of these files re-generates (never re-trains).
 GENERATION_CODE = ("edm.py", "ctm.py", "sampling.py", "rng.py", "nn", "experiments/generation.py")
@@ -148,6 +153,26 @@ class Runner:
         self._shas: dict[Run, list[str]] = {}  # file_sha of each export (read once)
         self._origin: dict[Run, list[str]] = {}  # models trained on Ray: their training run's export
         self._store_checked = False
+        self.events = None  # progress of the artifact nodes: events(kind, key, state, seconds) (`event`)
+
+    def event(self, kind: str, key: str, state: str, seconds: float | None = None) -> None:
+        """Report an artifact node to `self.events` (e.g. `experiments.progress.Progress`): kind "train"
+        (one run and seed), "score" (one row's scores), "pair" (one pair row); state "start", "done" (made or
+        found by its maker, in `seconds`) or "cached" (already in the store)."""
+        if self.events is not None:
+            self.events(kind, key, state, seconds)
+
+    def with_items(self, *, n_units: int | None = None, samples_per_caption: int | None = None) -> Runner:
+        """This runner on another item set (a table's own, e.g. smaller, one: `Table.extra["items"]`): the
+        same tier, store, components and trained models; None keeps this runner's value."""
+        other = Runner(self.tier, self.cache, workers=self.workers, seed=self.seed,
+                       n_units=self.n_units if n_units is None else n_units,
+                       samples_per_caption=samples_per_caption or self.S, n_boot=self.n_boot,
+                       store=self.artifacts.uri, log=self.log, max_retries=self.max_retries,
+                       resource_wait_s=self.resource_wait_s)
+        other._comp, other._exports, other._shas, other._origin = self.comp, self._exports, self._shas, self._origin
+        other.events = self.events
+        return other
 
     # ------------------------------------------------------------------ components and items
     @property
@@ -186,7 +211,10 @@ class Runner:
             paths = []
             for s in run.seeds:
                 self.log(f"[runner] model: {run.kind} {run.backbone} seed {s} {dict(run.options) or ''}")
+                self.event("train", train_key(run, s), "start")
+                t0 = time.time()
                 paths.append(Path(self.tier.build(run.single(s), teacher, self.cache)))
+                self.event("train", train_key(run, s), "done", time.time() - t0)
             self._exports[run] = paths
         return self._exports[run]
 
@@ -339,8 +367,10 @@ class Runner:
         key_settings = self._scores_settings(row)
         path = self._scores_file(key_settings)
         if path.exists():
+            self.event("score", path.name, "cached")
             return _load_scores(path)
         t0 = time.time()
+        self.event("score", path.name, "start")
         wavs, pair, caps = self.audio(row)
         names = [f"{i:06d}" for i in range(len(wavs))]
         ev = self._embed("fd", wavs, names)
@@ -354,6 +384,7 @@ class Runner:
         unit, _, _ = self.items()
         sc = ItemScores(unit, ev["embeddings"], ev["frames"], probs, clap, pair)
         _save_scores(path, sc, key_settings)
+        self.event("score", path.name, "done", time.time() - t0)
         self.log(f"[runner]   {row.name}: scored {len(wavs)} clips ({time.time() - t0:.0f} s)")
         return sc
 
@@ -476,8 +507,12 @@ class Runner:
             self.log(f"[runner] {r.name:20s} {line}" + (f"  {statistics.median(seconds[r.name]):.4f} s/sample"
                                                         if r.name in seconds else ""))
         for r in pair_rows:
+            pkey = self.pair_node(r, table.metrics)
+            self.event("pair", pkey, "start")
+            t0 = time.time()
             dists[r.name] = self.on_worker("score", P.pair_dists, r, table.metrics, boot)
             n_items[r.name] = len(self.items()[0])
+            self.event("pair", pkey, "done", time.time() - t0)
             line = "  ".join(f"{m}={d.value:.4g}±{d.half_width():.2g} (sd {d.std:.2g})"
                              for m, d in dists[r.name].items())
             self.log(f"[runner] {r.name:20s} {line}")
@@ -495,6 +530,14 @@ class Runner:
         """Build every artifact of several tables at once (all their trainings, then all their rows), so
         that with workers > 1 independent work of different tables runs side by side."""
         self.prepare_models(*tables)
+        self._score_all(self.prepare_rows(tables))
+
+    def pair_node(self, row: Row, metrics) -> str:
+        """The progress key of pair row `row` on this runner's items (`Runner.event`)."""
+        return f"pair-{settings_hash([self._base_settings(), row.generation_settings(), list(metrics)])}"
+
+    def prepare_rows(self, tables: list[Table]) -> list[Row]:
+        """The distinct rows `prepare` scores (a pair row's two rows in its place), in table order."""
         rows, seen = [], set()
         for t in tables:
             for r in (x for row in t.rows for x in (row.pair if row.source == "pair" else (row,))):
@@ -504,7 +547,7 @@ class Runner:
                     if p not in seen:
                         seen.add(p)
                         rows.append(r)
-        self._score_all(rows)
+        return rows
 
     def _score_all(self, rows: list[Row]) -> dict[str, ItemScores]:
         """Every row's scores; on Ray the missing ones (and the reference) are computed as "score" /
@@ -574,6 +617,7 @@ class Runner:
             self._exports.setdefault(r, [None] * len(r.seeds))[n] = self.store / _model_name(res["sha"])
             self._shas.setdefault(r, [None] * len(r.seeds))[n] = res["sha"]
             self._origin.setdefault(r, [None] * len(r.seeds))[n] = res["origin"]
+            self.event("train", train_key(r, s), "done", res.get("seconds"))
             self.log(f"[runner] model: {r.kind} {r.backbone} seed {s} {dict(r.options) or ''}-> {res['sha']} "
                      f"(node {res['node'][:8]}, {time.time() - t0:.0f} s)")
 
@@ -630,6 +674,7 @@ class Runner:
 
             def landed(i, res, batch=batch):
                 r = batch[i][1]
+                self.event("score", batch[i][2], "done", res.get("seconds"))
                 self.log(f"[runner]   {r.name if r is not None else 'reference'}: scored on node {res['node'][:8]} "
                          f"in {res['seconds']:.0f} s ({time.time() - t0:.0f} s since the first task)")
 
