@@ -4,6 +4,8 @@ artifacts of the other 16 kHz tables and whose claims are anchored to the decode
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 from soundctm.experiments import Table
 
 REPRO = Path(__file__).resolve().parent.parent / "reproduce"
@@ -39,3 +41,40 @@ def test_table2_declaration():
     assert {f"(steps-{m})" for m in ("fd", "kl", "clap")} <= ids
     assert all(c.subject in ("soundctm-1", "soundctm-16") and c.subject in (c.a, c.b) for c in t2.claims)
     assert "†" in rows["consistencytta-2"].display and rows["soundctm-1"].paper_dict()["FAD_vgg"] == 2.08
+
+
+def test_table8_declaration_and_the_paper_architectures():
+    """Table 8 loads through all.py; its paper-tier stand-ins have the peers' published sizes."""
+    from soundctm.experiments.speed import SpeedTable, paper_pipeline
+
+    t8 = _load("table8").TABLE
+    assert isinstance(t8, SpeedTable) and _load("all").load_table("8") == t8 and t8.steps == (1, 2, 4, 8)
+    assert {s.name: (s.sampler, dict(s.run.options).get("objective", "ctm")) for s in t8.systems} == {
+        "soundctm": ("ctm", "ctm"), "audiolcm": ("cm", "lcm"), "consistencytta": ("cm", "cd")}
+    # the paper-size architectures have their published sizes (built on the meta device: nothing allocated)
+    cd = paper_pipeline("consistencytta", "meta")
+    unet = sum(p.numel() for p in cd.model.net.parameters())
+    assert abs(unet / 557e6 - 1) < 0.01, unet  # ConsistencyTTA's 557 M UNet
+    assert abs(cd.params["text"] / 341e6 - 1) < 0.02  # the FLAN-T5-Large encoder
+
+
+@pytest.mark.slow  # about 10 s alone, 30 s on a busy 2-core CPU
+def test_table8_runs_end_to_end_at_the_small_size(tmp_path, one_thread):
+    """`run_speed` times every system x steps x {skipped, evaluated} with the device named and the claims decided."""
+    import dataclasses
+    import json
+    from argparse import Namespace
+
+    from soundctm.experiments.runner import Runner
+    from soundctm.experiments.speed import run_speed
+    from soundctm.experiments.tier import PAPER
+
+    small = dataclasses.replace(_load("table8").TABLE, small=True, warmup=1)
+    runner = Runner(PAPER, tmp_path / "cache", workers=1, log=lambda *a: None)
+    rec = run_speed(small, Namespace(out=str(tmp_path / "out"), seed=0), runner, repeats=1, log=lambda *a: None)
+    assert len(rec["rows"]) == 6 and {r["uncond_at_nu_1"] for r in rec["rows"]} == {"skipped", "evaluated"}
+    assert all(sorted(map(int, r["median"])) == [1, 2, 4, 8] and min(r["median"].values()) > 0 for r in rec["rows"])
+    on_disk = json.loads((tmp_path / "out" / "table8.json").read_text())
+    assert on_disk["meta"]["device"] and on_disk["meta"]["tier"] == "paper" and len(on_disk["verdicts"]) == 2
+    md = (tmp_path / "out" / "table8.md").read_text()
+    assert "∅ at ν = 1" in md and "SoundCTM-DiT-1B" in md and "0.141" in md

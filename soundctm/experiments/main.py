@@ -62,8 +62,9 @@ def items_runner(table: Table, args, runner: Runner) -> Runner:
 
 def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     """Run `table` (with `runner`, shared between tables, or a new one) and write its files. A
-    listening test (Tables 4, 9) exports its kit instead (`experiments.listening.run_kit`)."""
-    if getattr(table, "kind", None) == "listening-test":
+    listening test (Tables 4, 9) exports its kit instead (`experiments.listening.run_kit`), a speed table
+    (Table 8) times its systems (`experiments.speed.run_speed`)."""
+    if getattr(table, "kind", None) in ("listening-test", "speed"):
         return table.run(args, runner)
     runner = items_runner(table, args, runner or make_runner(args))
     tier = runner.tier
