@@ -3,6 +3,7 @@ log-frequency spectrograms (Fig. 14). Needs matplotlib (imported when a figure i
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ def intensity_grid(obtained: dict[str, dict[str, list[np.ndarray]]], targets: di
             if r == 0:
                 ax.set_title(name)
             if c == 0:
-                ax.set_ylabel(f"{m}\ndB" if m else "dB", fontsize=8)
+                ax.set_ylabel("\n".join(textwrap.wrap(m, 26) + ["dB"]) if m else "dB", fontsize=7)
             if r == len(methods) - 1:
                 ax.set_xlabel("s")
     if title:
