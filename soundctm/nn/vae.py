@@ -19,18 +19,17 @@ the statistics are saved in the same safetensors file as the weights.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from soundctm.audio import log_mel, mel_filterbank, stft_magnitude  # noqa: F401  (re-exported)
+from soundctm.audio import istft_same, log_mel, mel_filterbank, stft_magnitude, stft_same  # noqa: F401  (re-exported)
 from soundctm.io import load_safetensors, save_safetensors
 
 __all__ = [
@@ -186,23 +185,13 @@ VAE_PRESETS: dict[str, VAEConfig] = {
         latent_channels=16,
         sample_rate=16000,
     ),
-    # The tiny tier's default: STFT-domain encoder + Vocos-style iSTFT decoder at the same hop
-    # and latent size (16 x N / 256), far more transparent per CPU second than "tiny-dac".
-    # Width 128 with 2 / 4 ConvNeXt blocks (0.95 M parameters): on one CPU thread a small model
-    # trained for more steps beat a 4.3 M one (width 256, 3 / 6 blocks) in the same time.
-    "tiny-stft": VAEConfig(
-        encoder_dim=128,
-        encoder_rates=(4, 4, 4, 4),
-        decoder_dim=128,
-        decoder_rates=(4, 4, 4, 4),
-        latent_channels=16,
-        sample_rate=16000,
-        architecture="stft",
-        n_fft=1024,
-        encoder_blocks=2,
-        decoder_blocks=4,
-    ),
 }
+# The tiny tier's default: "tiny-dac"'s hop and latent size (16 x N / 256) with an STFT-domain encoder
+# + Vocos-style iSTFT decoder, far more transparent per CPU second. Width 128 with 2 / 4 ConvNeXt blocks
+# (0.95 M parameters): on one CPU thread a small model trained for more steps beat a 4.3 M one (width
+# 256, 3 / 6 blocks) in the same time.
+VAE_PRESETS["tiny-stft"] = replace(VAE_PRESETS["tiny-dac"], encoder_dim=128, architecture="stft", n_fft=1024,
+                                   encoder_blocks=2, decoder_blocks=4)
 VAE_PRESETS["tiny"] = VAE_PRESETS["tiny-stft"]
 
 
@@ -376,35 +365,6 @@ class Decoder(nn.Module):
 
 # ----------------------------------------------------------------------------------------------
 # the "stft" architecture: STFT-domain encoder + Vocos-style iSTFT decoder
-
-
-def stft_same(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    """Complex STFT with "same" framing: exactly N / hop frames, frame t centred on sample
-    t * hop + hop / 2 (reflect padding of (n_fft - hop) / 2 on both sides, no centring).
-
-    x: [B, 1, N] -> [B, n_fft // 2 + 1, N / hop] complex.
-    """
-    pad = (n_fft - hop) // 2
-    x = x.reshape(x.shape[0], 1, -1)
-    mode = "reflect" if x.shape[-1] > pad else "constant"
-    x = nn.functional.pad(x, (pad, pad), mode=mode)[:, 0]
-    return torch.stft(x, n_fft, hop_length=hop, window=window, center=False, return_complex=True)
-
-
-def istft_same(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
-    """Inverse of `stft_same` (windowed overlap-add divided by the squared-window envelope, as
-    in Vocos' "same"-padding ISTFT; torch.istft cannot trim an uncentred signal).
-
-    spec: [B, n_fft // 2 + 1, T] complex -> [B, 1, T * hop].
-    """
-    b, _, t = spec.shape
-    pad = (n_fft - hop) // 2
-    frames = torch.fft.irfft(spec, n=n_fft, dim=1) * window[None, :, None]  # [B, n_fft, T]
-    size = (t - 1) * hop + n_fft
-    fold = functools.partial(nn.functional.fold, output_size=(1, size), kernel_size=(1, n_fft), stride=(1, hop))
-    y = fold(frames)[:, 0, 0, pad : size - pad]
-    env = fold(window.square()[None, :, None].expand(1, n_fft, t))[0, 0, 0, pad : size - pad]
-    return (y / env.clamp_min(1e-8))[:, None]
 
 
 class ConvNeXtBlock(nn.Module):
