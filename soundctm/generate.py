@@ -17,7 +17,6 @@ results/tiny/checkpoints/; `--checkpoint`, `--vae` and `--text-encoder` select o
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import re
@@ -32,6 +31,7 @@ import torch
 
 from soundctm import __version__
 from soundctm.edm import SIGMA_MAX
+from soundctm.io import sha256_file
 from soundctm.nn.precision import AMP, autocast
 from soundctm.nn.text import Conditioner, get_text_encoder
 from soundctm.nn.vae import AudioAutoencoder
@@ -74,14 +74,6 @@ def _run(prog: str, body, argv) -> int:
 
 # ------------------------------------------------------------------------------------------------
 # checkpoints
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -59,7 +58,7 @@ from soundctm.commands.official import (
 )
 from soundctm.ctm import CTMStudent
 from soundctm.edm import SIGMA_MIN, Precond
-from soundctm.io import save_safetensors
+from soundctm.io import save_safetensors, sha256_file
 from soundctm.nn.dit import DiTConfig
 from soundctm.nn.vae import AudioAutoencoder, VAEConfig
 from soundctm.paths import MissingAssetsError, weights_dir
@@ -85,14 +84,6 @@ def default_outputs() -> dict[str, Path]:
     w = weights_dir()
     return {"student": w / "soundctm-dit-1b-student.safetensors", "teacher": w / "soundctm-dit-1b-teacher.safetensors",
             "vae": w / "gaussian-dac-44k.safetensors", "clap": w / "630k-audioset-best.safetensors"}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ reading

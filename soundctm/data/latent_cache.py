@@ -26,16 +26,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from soundctm.io import sha256_file
+
 CACHE_FORMAT_VERSION = 1
 
 
 def file_checksum(path: str | os.PathLike, n: int = 16) -> str:
     """sha256 of a file's bytes, first `n` hex digits."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:n]
+    return sha256_file(path)[:n]
 
 
 def state_dict_checksum(sd: Mapping[str, torch.Tensor], n: int = 16) -> str:
