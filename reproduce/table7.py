@@ -2,9 +2,10 @@
 """Table 7: semantic preservation across step counts. CLAP-LPAPS (and the mel distance) between each item's
 1-step and 16-step samples of SoundCTM-DiT for γ ∈ {0, 0.2, 0.5, 1.0}, with the same z_T and caption;
 ω = 5 and ν as Table 3's rows (ν = 1 at 1 step, ν = 5 at 16 steps; the paper leaves ω and ν of Table 7
-open); the γ noise of item i is the same standard-normal draw for every γ (seeded from item i). The paper's
-two reference rows: VAE reconstruction vs its ground truth (the floor) and ground truth vs the 1-step
-samples (the random level; on the tiny tier the ground truth of item i is a real take of its test clip).
+open; one more γ = 0 row keeps ν = 1 at 16 steps, to separate the step count from ν); the γ noise of item i
+is the same standard-normal draw for every γ (seeded from item i). The paper's two reference rows: VAE
+reconstruction vs its ground truth (the floor) and ground truth vs the 1-step samples (the random level; on
+the tiny tier the ground truth of item i is a real take of its test clip).
 Mean ± 95 % bootstrap half-width over test clips, (sd: the standard deviation over items, the paper's ±).
 Figures 4 / 7: results/<tier>/table7_spectrograms.png (1 / 4 / 16 steps × γ = 0 and 0.5).
 
@@ -54,6 +55,8 @@ TABLE = Table(
         pair_row("vae-recon-vs-gt", RECON, GT, label="VAE reconstruction vs ground truth (lower bound)",
                  paper=P(2.55, 0.39)),
         *PAIRS.values(),
+        pair_row("gamma-0-nu1", sampled(1, 0.0), student_row(16, 5.0, 1.0, name="student-16-g0-nu1"),
+                 label="Deterministic sampling (γ = 0), ν = 1 at 16 steps too (the step count alone)"),
         pair_row("gt-vs-1step", GT, sampled(1, 0.0), label="ground truth vs 1-step samples (random level)",
                  paper=P(6.07, 0.41)),
         trivial_pair(PAIRS[0.0], "zeros-vs-16"),

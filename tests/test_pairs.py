@@ -378,3 +378,42 @@ def test_content_declaration():
 def test_scripts_answer_help(script):
     out = subprocess.run([sys.executable, str(REPRO / script), "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--tier" in out.stdout and "--samples-per-caption" in out.stdout
+
+
+@pytest.mark.slow
+def test_table7_on_the_committed_tiny_models(tmp_path):
+    """Table 7 with the committed tiny models (the seed-0 student; the regression's 24 test clips x 1 caption x
+    1 sample) in a fresh store; `pytest -s tests/test_pairs.py -k committed` prints it. The paired C4 claims hold
+    and their self-tests fail, and on both distances the rows lie in the order they must: the codec's floor <
+    γ = 0 < γ = 1 < the random level (ground truth vs 1-step samples) < decoded zeros vs 16-step samples."""
+    import os
+    import tempfile
+
+    from soundctm.experiments.catalog import STUDENT
+    from soundctm.experiments.regression import committed_tier
+    from soundctm.experiments.report import to_markdown
+    from soundctm.provenance import provenance
+
+    cache = Path(os.environ.get("SOUNDCTM_TEST_CACHE", Path(tempfile.gettempdir()) / "soundctm-test-cache"))
+    one = STUDENT.with_seeds(0)  # the committed student
+
+    def committed(r):
+        if r.source == "pair":
+            return dataclasses.replace(r, pair=tuple(committed(p) for p in r.pair))
+        return dataclasses.replace(r, run=one) if r.run is not None else r
+
+    t7 = _load("table7").TABLE
+    table = dataclasses.replace(t7, rows=tuple(committed(r) for r in t7.rows), extra={})
+    tier = committed_tier()
+    runner = Runner(tier, cache, store=tmp_path / "store", log=lambda *a: None, workers=1)
+    res = runner.run(table)
+    meta = provenance(tier=tier.name, table=table.name, wall_seconds=res.wall_seconds, seed=0,
+                      n_units=len(runner.units), captions_per_unit=runner.K, samples_per_caption=runner.S,
+                      n_boot=runner.n_boot)
+    print(to_markdown(res, meta))
+    v = {x.claim: x for x in res.verdicts}
+    for g in ("0.2", "0.5", "1"):
+        assert v[f"(C4-γ{g}-paired)"].supported and not v[f"(C4-γ{g}-paired)"].broken
+    for m in ("lpaps", "mel"):
+        d = {r: res.dists[r][m].value for r in res.dists}
+        assert d["vae-recon-vs-gt"] < d["gamma-0"] < d["gamma-1"] < d["gt-vs-1step"] < d["zeros-vs-16"], (m, d)
