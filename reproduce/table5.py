@@ -2,10 +2,10 @@
 """Table 5: sound-intensity control with the UNet (16 kHz-setting) student, 16 steps for every method:
 default generation, DITTO-2 (z_T optimised by Adam, lr 1, 70 iterations through the 1-step student at
 ω = 3.5, ν = 1, then 16 steps at ν = 2 with γ = 0 and 0.2) and loss-based guidance (Algorithm 3, γ = 0).
-Item i targets curve i mod 6 (rising, falling, flat, peak, dip, two-step; soundctm/apps/intensity.py), so
-on the tiny tier each curve gets 200 of the 1 200 items (120 test clips x 5 captions x 2 samples; the
-paper: 200 pairs per curve). Default generation and guidance use DITTO-2's final setting, ω = 3.5, ν = 2.
-Figures 10-11: results/<tier>/table5_intensity.png.
+Item i targets curve i mod 6 (rising, falling, flat, peak, dip, two-step; soundctm/apps/intensity.py); one
+sample per caption, so on the tiny tier each curve gets 100 of the 600 items (120 test clips x 5 captions),
+100 different captions (the paper: 200 pairs per curve). Default generation and guidance use DITTO-2's
+final setting, ω = 3.5, ν = 2. Figures 10-11: results/<tier>/table5_intensity.png.
 
     python reproduce/table5.py                  # tiny tier (CPU): builds what it needs, cached
 """
@@ -50,7 +50,7 @@ TABLE = Table(
         *(Claim(f"(C7-cost-{m}-{a})", f"{a} pays in {m} against default generation", "improves", m, a, "default")
           for m in ("fd", "clap") for a in CONTROL),
     ),
-    extra={"figures": (intensity_figure,)},
+    extra={"figures": (intensity_figure,), "items": {"samples_per_caption": 1}},
 )
 
 if __name__ == "__main__":

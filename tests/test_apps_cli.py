@@ -91,6 +91,7 @@ def test_tables_5_and_14_are_declarations_over_the_unet_student(capsys):
         assert len((REPO / "reproduce" / script).read_text().splitlines()) <= 70
         assert {r.run for r in t.rows if r.run is not None} == {UNET_STUDENT}
         assert "zeros" in {r.name for r in t.rows} and t.extra["figures"]
+        assert t.extra["items"] == {"samples_per_caption": 1}  # tiny: 120 clips x 5 captions = 600 items
         with pytest.raises(SystemExit) as e:  # what `python reproduce/tableN.py --help` runs
             cli(t, ["--help"])
         assert e.value.code == 0 and "--tier" in capsys.readouterr().out

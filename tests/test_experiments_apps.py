@@ -84,7 +84,7 @@ def test_application_rows_per_item_metrics_claims_and_caching(tmp_path, monkeypa
     real = A.optimize_z_T
     monkeypatch.setattr(A, "optimize_z_T", lambda *a, **k: calls.append(1) or real(*a, **k))
     tier, table = _tier(tmp_path), _table()
-    runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None)
+    runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1)
     res = runner.run(table)
     assert res.columns == {"intensity-mse": "intensity MSE [dB²]", "lsd": "LSD", "clap": "CLAP[tiny-clap]"}
     assert len(calls) == 2  # one optimisation per model (2 training seeds), shared by the gamma 0 and 0.2 rows
@@ -120,7 +120,7 @@ def test_application_rows_per_item_metrics_claims_and_caching(tmp_path, monkeypa
     # a second runner on the same store reads every artifact (no model is sampled again)
     assert len(list((tmp_path / "store").glob("item-*.npy"))) == 2 * len(table.rows)
     monkeypatch.setattr(A, "app_latents", lambda *a, **k: pytest.fail("app latents were not cached"))
-    again = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None).run(table)
+    again = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1).run(table)
     for r in table.rows:
         assert again.dists[r.name]["lsd"].value == res.dists[r.name]["lsd"].value
 
@@ -130,7 +130,7 @@ def test_figures_and_plain_rows_keep_their_artifact_keys(tmp_path):
     from soundctm.experiments.main import run_table
 
     tier, table = _tier(tmp_path), _table()
-    runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None)
+    runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1)
     out = tmp_path / "out"
     rec = run_table(table, Namespace(out=str(out), seed=0), runner)
     assert {c["claim"] for c in rec["claims"]} == {"C7", "C8"}
