@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 # registry: table id -> declaration script (each defines TABLE)
-TABLES = {"instrument": "instrument.py", "3": "table3.py", "steps_diagnostic": "steps_diagnostic.py"}
+TABLES = {"instrument": "instrument.py", "1": "table1.py", "3": "table3.py", "6": "table6.py", "10": "table10.py",
+          "11": "table11.py", "12": "table12.py", "13": "table13.py", "steps_diagnostic": "steps_diagnostic.py"}
 
 
 def _script_dir() -> Path:
@@ -50,6 +51,7 @@ def main(argv=None) -> int:
     tables = [load_table(k.strip()) for k in args.tables.split(",") if k.strip()]
     try:
         runner = make_runner(args)
+        runner.prepare(tables)  # every table's trainings and rows, side by side with --workers
         for t in tables:
             print(f"== {t.name} ({args.tier}) ==", flush=True)
             run_table(t, args, runner)

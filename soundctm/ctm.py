@@ -106,17 +106,27 @@ def normalize_channels(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
 
 
-def feature_distance(fa: list[torch.Tensor], fb: list[torch.Tensor]) -> torch.Tensor:
-    """sum_m || TN_m(a) - TN_m(b) ||^2: channel-normalised, summed over channels, mean over time. [B]."""
+REDUCTIONS = ("sum-channels", "mean-channels")
+
+
+def feature_distance(fa: list[torch.Tensor], fb: list[torch.Tensor], reduction: str = "sum-channels") -> torch.Tensor:
+    """sum_m || TN_m(a) - TN_m(b) ||^2: channel-normalised, summed over channels ("sum-channels", ours) or
+    averaged over them ("mean-channels", the official code's mean over all non-batch dimensions, which
+    weighs a block by 1 / its width), mean over time. [B]."""
     if len(fa) != len(fb) or not fa:
         raise ValueError("feature lists must be non-empty and of equal length")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
     total = 0
     for a, b in zip(fa, fb):
-        total = total + (normalize_channels(a) - normalize_channels(b)).pow(2).sum(1).flatten(1).mean(1)
+        sq = (normalize_channels(a) - normalize_channels(b)).pow(2)
+        per_t = sq.sum(1) if reduction == "sum-channels" else sq.mean(1)
+        total = total + per_t.flatten(1).mean(1)
     return total
 
 
-def d_teacher(teacher: Precond, z_target: torch.Tensor, z_est: torch.Tensor, cond: torch.Tensor, s) -> torch.Tensor:
+def d_teacher(teacher: Precond, z_target: torch.Tensor, z_est: torch.Tensor, cond: torch.Tensor, s,
+              reduction: str = "sum-channels") -> torch.Tensor:
     """Eq. (5): the teacher's own forward pass at time s, per-block outputs compared. Returns [B].
 
     The target's features are computed without grad; the estimate's keep their graph (the teacher's
@@ -126,12 +136,25 @@ def d_teacher(teacher: Precond, z_target: torch.Tensor, z_est: torch.Tensor, con
     with torch.no_grad():
         ft = teacher.features(z_target, s, cond)
     fe = teacher.features(z_est, s, cond)
-    return feature_distance(ft, fe)
+    return feature_distance(ft, fe, reduction)
 
 
 def l2(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Mean squared difference per example. [B]."""
     return (a - b).pow(2).flatten(1).mean(1)
+
+
+def l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference per example. [B]."""
+    return (a - b).abs().flatten(1).mean(1)
+
+
+def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c: float | None = None) -> torch.Tensor:
+    """sqrt(||a - b||^2 + c^2) - c per example (Song & Dhariwal 2023, iCT), c = 0.00054 sqrt(d) by
+    default, d = the number of elements of one example. [B]."""
+    d = a[0].numel()
+    c = 0.00054 * d**0.5 if c is None else float(c)
+    return torch.sqrt((a - b).pow(2).flatten(1).sum(1) + c * c) - c
 
 
 # ----------------------------------------------------------------------------------------------
@@ -151,9 +174,13 @@ class TimeDraw:
 
 
 def draw_tus(sigmas: torch.Tensor, generator: GeneratorLike, batch: int, *, max_ode_steps: int | None = None,
-             jump_weighting: str = "linear") -> TimeDraw:
+             jump_weighting: str = "linear", batch_generator: torch.Generator | None = None) -> TimeDraw:
     """t, u, s from the N-point grid: k ~ P(k) (ODE steps t->u, 1..K, weighted prop. to k by default),
-    t index uniform in [0, N-1-k], u = t + k, s index uniform in [u, N-1]."""
+    t index uniform in [0, N-1-k], u = t + k, s index uniform in [u, N-1].
+
+    With `batch_generator`, one k for the whole batch is drawn from it (the official code's per-batch
+    solver length: the teacher solve then costs k steps instead of the batch's largest k); the other
+    draws stay per example."""
     n = sigmas.shape[0]
     kmax = min(max_ode_steps or n - 1, n - 1)
     ks = torch.arange(1, kmax + 1, dtype=torch.float64)
@@ -165,7 +192,10 @@ def draw_tus(sigmas: torch.Tensor, generator: GeneratorLike, batch: int, *, max_
         raise ValueError(f"unknown jump_weighting {jump_weighting!r}; expected 'linear' or 'uniform'")
     cdf = torch.cumsum(w / w.sum(), 0)
     r = rand((batch, 3), generator, dtype=torch.float64)
-    k = torch.searchsorted(cdf, r[:, 0].contiguous(), right=True).clamp_max(kmax - 1) + 1
+    r_k = r[:, 0].contiguous()
+    if batch_generator is not None:
+        r_k = torch.rand(1, generator=batch_generator, dtype=torch.float64).expand(batch).contiguous()
+    k = torch.searchsorted(cdf, r_k, right=True).clamp_max(kmax - 1) + 1
     it = torch.floor(r[:, 1] * (n - k)).long().clamp_max(n - 1 - k)
     iu = it + k
     is_ = iu + torch.floor(r[:, 2] * (n - iu)).long().clamp_max(n - 1 - iu)
@@ -190,24 +220,37 @@ def draw_dsm_sigma(batch: int, generator: GeneratorLike, *, p_mean: float = P_ME
 class CTMLoss:
     """Eq. (7): d( G_sg(Solver(z_t, t, u; phi, omega), u, s), G_theta(z_t, t, s) ). Returns [B].
 
-    distance: 'd_teacher' (Eq. 5 at time s), 'l2_s' (l2 at s-time) or 'l2_0' (both transported to
-    0-time by the EMA student, as in CTM). The teacher solve (Heun on the grid, CFG omega, cond and
-    uncond in one batched forward) and the EMA target run under no_grad.
+    distance: 'd_teacher' (Eq. 5 at time s), 'l2_s' (l2 at s-time), 'l2_0' (both transported to
+    0-time by the EMA student, as in CTM), or the official code's 'pseudo_huber' / 'l1' at s-time.
+    `reduction` ("sum-channels" | "mean-channels") is d_teacher's reduction over a block's channels;
+    `huber_c` the pseudo-Huber constant. The teacher solve (Heun on the grid, CFG omega, cond and
+    uncond in one batched forward) and the EMA target run under no_grad. On a grid that ends at sigma 0
+    (`grid_to_zero`), d_teacher reads the teacher's features at sigma_min where s = 0 and l2_0 leaves a
+    jump that already ends at 0 as it is.
     """
 
-    DISTANCES = ("d_teacher", "l2_s", "l2_0")
+    DISTANCES = ("d_teacher", "l2_s", "l2_0", "pseudo_huber", "l1")
 
-    def __init__(self, teacher: Precond, sigmas: torch.Tensor, distance: str = "d_teacher", solver=heun_solve):
+    def __init__(self, teacher: Precond, sigmas: torch.Tensor, distance: str = "d_teacher", solver=heun_solve, *,
+                 reduction: str = "sum-channels", huber_c: float | None = None):
         if distance not in self.DISTANCES:
             raise ValueError(f"unknown CTM distance {distance!r}; expected one of {self.DISTANCES}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
         self.teacher, self.sigmas, self.distance, self.solver = teacher, sigmas, distance, solver
+        self.reduction, self.huber_c = reduction, huber_c
 
     def target(self, ema: CTMStudent, z_t, draw: TimeDraw, cond, uncond, omega) -> torch.Tensor:
         """z_target = G_sg(Solver(z_t, t, u; phi, omega), u, s), no grad."""
         with torch.no_grad():
             den = cfg_denoiser(self.teacher, cond, uncond, omega)
             z_u = self.solver(den, z_t, draw.t, draw.u, sigmas=self.sigmas)
-            return ema(z_u, draw.u, draw.s, cond, omega)
+            at0 = draw.u <= 0  # a solve that reached sigma 0 (`grid_to_zero`): s = u = 0, the jump is the identity
+            if not bool(at0.any()):
+                return ema(z_u, draw.u, draw.s, cond, omega)
+            u_safe = torch.where(at0, torch.ones_like(draw.u), draw.u)
+            s_safe = torch.where(at0, torch.zeros_like(draw.s), draw.s)
+            return torch.where(_bcast(at0, z_u), z_u, ema(z_u, u_safe, s_safe, cond, omega))
 
     def __call__(self, student: CTMStudent, ema: CTMStudent, z_t: torch.Tensor, draw: TimeDraw,
                  cond: torch.Tensor, uncond: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
@@ -217,21 +260,44 @@ class CTMLoss:
 
     def distance_fn(self, ema, z_target, z_est, cond, s, omega) -> torch.Tensor:
         if self.distance == "d_teacher":
-            return d_teacher(self.teacher, z_target, z_est, cond, s)
+            return d_teacher(self.teacher, z_target, z_est, cond, torch.where(s > 0, s, SIGMA_MIN), self.reduction)
         if self.distance == "l2_s":
             return l2(z_est, z_target)
+        if self.distance == "l1":
+            return l1(z_est, z_target)
+        if self.distance == "pseudo_huber":
+            return pseudo_huber(z_est, z_target, self.huber_c)
         zero = torch.zeros_like(s)
+        at0 = s <= 0
+        s_safe = torch.where(at0, torch.ones_like(s), s)
+
+        def to_zero(z):
+            return torch.where(_bcast(at0, z), z, ema(z, s_safe, zero, cond, omega))
+
         with torch.no_grad():
-            x_target = ema(z_target, s, zero, cond, omega)
-        x_est = ema(z_est, s, zero, cond, omega)  # EMA weights frozen; the graph flows through z_est
+            x_target = to_zero(z_target)
+        x_est = to_zero(z_est)  # EMA weights frozen; the graph flows through z_est
         return l2(x_est, x_target)
 
 
+DSM_WEIGHTINGS = ("none", "karras")
+
+
 def student_dsm_loss(student: CTMStudent, z0: torch.Tensor, cond: torch.Tensor, omega, sigma: torch.Tensor,
-                     noise: torch.Tensor) -> torch.Tensor:
-    """Eq. (8): || z_0 - g_theta(z_t, c, omega, t, t) ||^2 (mean over elements). Returns [B]."""
+                     noise: torch.Tensor, weighting: str = "none") -> torch.Tensor:
+    """Eq. (8): || z_0 - g_theta(z_t, c, omega, t, t) ||^2 (mean over elements). Returns [B].
+
+    weighting "karras" multiplies each example by the teacher's EDM weight
+    lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 (the official code's student DSM);
+    "none" is Eq. (8) as the paper writes it."""
+    if weighting not in DSM_WEIGHTINGS:
+        raise ValueError(f"unknown DSM weighting {weighting!r}; expected one of {DSM_WEIGHTINGS}")
     zt = z0 + _bcast(sigma, z0) * noise
-    return l2(student.g(zt, sigma, sigma, cond, omega), z0)
+    loss = l2(student.g(zt, sigma, sigma, cond, omega), z0)
+    if weighting == "karras":
+        sd = student.sigma_data
+        loss = loss * (sigma**2 + sd**2) / (sigma * sd) ** 2
+    return loss
 
 
 def adaptive_dsm_weight(loss_ctm: torch.Tensor, loss_dsm: torch.Tensor, last_layer: torch.Tensor,
@@ -275,10 +341,11 @@ class DistillDraws:
 
 def draw_distill(generators: list[torch.Generator], sigmas: torch.Tensor, latent_shape: tuple[int, int], *,
                  omega_range: tuple[float, float], p_uncond: float, max_ode_steps: int | None = None,
-                 sigma_max: float = 80.0) -> DistillDraws:
-    """All draws of a distillation step from per-example generators (one per example index)."""
+                 sigma_max: float = 80.0, batch_generator: torch.Generator | None = None) -> DistillDraws:
+    """All draws of a distillation step from per-example generators (one per example index);
+    `batch_generator`: one solver length k for the batch (`draw_tus`)."""
     b = len(generators)
-    times = draw_tus(sigmas, generators, b, max_ode_steps=max_ode_steps)
+    times = draw_tus(sigmas, generators, b, max_ode_steps=max_ode_steps, batch_generator=batch_generator)
     r = rand((b, 2), generators)
     omega = omega_range[0] + (omega_range[1] - omega_range[0]) * r[:, 0]
     drop = r[:, 1] < p_uncond
@@ -296,7 +363,8 @@ def apply_dropout(cond: torch.Tensor, uncond: torch.Tensor, drop: torch.Tensor) 
 
 def distill_losses(student: CTMStudent, ema: CTMStudent, ctm_loss: CTMLoss, z0: torch.Tensor,
                    cond: torch.Tensor, uncond: torch.Tensor, draws: DistillDraws, *,
-                   dsm_weight: float = 1.0, adaptive: bool = True, reduce_grads=None) -> dict[str, torch.Tensor]:
+                   dsm_weight: float = 1.0, adaptive: bool = True, reduce_grads=None,
+                   dsm_weighting: str = "none") -> dict[str, torch.Tensor]:
     """Eq. (9) for one batch (Algorithm 2, lines 4-11): L = L_CTM + lambda_DSM L_DSM, the loss training uses
     (`train.distill.DistillTask.losses`). `reduce_grads`: see `adaptive_dsm_weight`.
 
@@ -306,7 +374,8 @@ def distill_losses(student: CTMStudent, ema: CTMStudent, ctm_loss: CTMLoss, z0: 
     cond_used = apply_dropout(cond, uncond, draws.drop)  # Algorithm 2, line 4
     z_t = z0 + _bcast(draws.times.t, z0) * draws.noise
     l_ctm = ctm_loss(student, ema, z_t, draws.times, cond_used, uncond, draws.omega).mean()
-    l_dsm = student_dsm_loss(student, z0, cond_used, draws.omega, draws.dsm_sigma, draws.dsm_noise).mean()
+    l_dsm = student_dsm_loss(student, z0, cond_used, draws.omega, draws.dsm_sigma, draws.dsm_noise,
+                             dsm_weighting).mean()
     if dsm_weight == 0:
         lam = torch.zeros((), device=z0.device)
     elif adaptive and torch.is_grad_enabled():

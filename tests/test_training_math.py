@@ -506,7 +506,8 @@ def test_distill_task_wiring(monkeypatch):
     assert torch.equal(cond_used[~d.drop], cond[~d.drop])
     assert torch.equal(omega, d.omega) and torch.equal(times.t, d.times.t) and torch.equal(times.s, d.times.s)
     torch.testing.assert_close(z_t, z0 + d.times.t.reshape(-1, 1, 1) * d.noise)
-    s_student, s_z0, s_cond, s_omega, s_sigma, s_noise = rec["dsm"]
+    s_student, s_z0, s_cond, s_omega, s_sigma, s_noise, s_weighting = rec["dsm"]
+    assert s_weighting == task.cfg.dsm_weighting == "none"
     assert s_student is task.model and torch.equal(s_z0, z0) and torch.equal(s_cond, cond_used)
     assert torch.equal(s_omega, d.omega) and torch.equal(s_sigma, d.dsm_sigma) and torch.equal(s_noise, d.dsm_noise)
     last, reduce, lam = rec["lam"]

@@ -53,7 +53,17 @@ def quality_q(m: str, dists: dict[str, dict[str, Dist]], row: str, zeros: str = 
     return Dist((r.value - z.value) / (c.value - z.value), (r.samples - z.samples) / (c.samples - z.samples))
 
 
-def decide(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[float]] | None = None) -> Verdict:
+def decide(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[float]] | None = None,
+           memory: dict[str, list[float]] | None = None) -> Verdict:
+    if c.kind == "heavier":
+        ma, mb = (memory or {}).get(c.a), (memory or {}).get(c.b)
+        if not ma or not mb:
+            raise ValueError(f"claim {c.id}: rows {c.a!r} and {c.b!r} need training-memory measurements")
+        worst = min(ma) / max(mb)
+        est = float(np.mean(ma) / np.mean(mb))
+        return Verdict(c.id, c.text, worst >= c.margin, est, worst, float(max(ma) / min(mb)), c.margin,
+                       f"memory ratio {est:.2f}x (least favourable pairing of training seeds {worst:.2f}x; "
+                       f"threshold {c.margin:g}x; {c.a} {np.mean(ma):.0f} MiB, {c.b} {np.mean(mb):.0f} MiB)")
     if c.kind == "faster":
         ta, tb = seconds.get(c.a), seconds.get(c.b)
         if not ta or not tb:
@@ -73,15 +83,16 @@ def decide(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[
         return Verdict(c.id, c.text, lo > c.margin, est, lo, hi, c.margin,
                        f"{m}: {c.a} {da.value:.4g} -> {c.b} {db.value:.4g}; improvement {est:+.4g} "
                        f"[{lo:+.4g}, {hi:+.4g}] (needs the interval above {c.margin:g})")
-    if c.kind == "close":
+    if c.kind in ("close", "comparable"):
         qa, qb = quality_q(m, dists, c.a), quality_q(m, dists, c.b)
         diff = qa.samples - qb.samples
         est = qa.value - qb.value
         lo, hi = interval(diff)
-        return Verdict(c.id, c.text, lo >= -c.margin, est, lo, hi, c.margin,
+        ok = lo >= -c.margin and (c.kind == "close" or hi <= c.margin)
+        need = f"the lower end >= -{c.margin:g}" if c.kind == "close" else f"the interval inside ±{c.margin:g}"
+        return Verdict(c.id, c.text, bool(ok), est, lo, hi, c.margin,
                        f"{m} on the q scale (0 = decoded zeros, 1 = VAE reconstruction): q({c.a}) {qa.value:.3f}, "
-                       f"q({c.b}) {qb.value:.3f}; difference {est:+.3f} [{lo:+.3f}, {hi:+.3f}] "
-                       f"(needs the lower end >= -{c.margin:g})")
+                       f"q({c.b}) {qb.value:.3f}; difference {est:+.3f} [{lo:+.3f}, {hi:+.3f}] (needs {need})")
     if c.kind in ("separated", "ordered"):
         da, db = dists[c.a][m], dists[c.b][m]
         better = (lambda x, y: x < y) if LOWER_IS_BETTER[m] else (lambda x, y: x > y)
@@ -99,10 +110,11 @@ def decide(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[
     raise ValueError(f"unknown claim kind {c.kind!r}")
 
 
-def check(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[float]] | None = None) -> Verdict:
+def check(c: Claim, dists: dict[str, dict[str, Dist]], seconds: dict[str, list[float]] | None = None,
+          memory: dict[str, list[float]] | None = None) -> Verdict:
     """Decide `c` and, for a quality claim, its trivial-baseline self-test."""
-    v = decide(c, dists, seconds)
+    v = decide(c, dists, seconds, memory)
     if not c.quality:
         return v
-    st = decide(c.substituted(), dists, seconds)
+    st = decide(c.substituted(), dists, seconds, memory)
     return replace(v, self_test=st)

@@ -47,6 +47,9 @@ def to_frame(res: TableResult) -> pd.DataFrame:
             rec[col], rec[f"{col} lo"], rec[f"{col} hi"] = (d.value if d else None), lo, hi
         t = res.seconds.get(r.name)
         rec["seconds/sample"] = statistics.median(t) if t else None
+        if res.memory_column:
+            mem = res.memory.get(r.name)
+            rec[res.memory_column] = statistics.mean(mem) if mem else None
         for pc in res.table.paper_columns:
             rec[f"paper {pc}"] = r.paper_dict().get(pc)
         recs.append(rec)
@@ -66,7 +69,10 @@ def verdict_lines(res: TableResult) -> list[str]:
 
 def to_markdown(res: TableResult, meta: dict) -> str:
     df = to_frame(res).astype(object)
-    head = ["Model", "steps", "ω", "ν"] + list(res.columns.values()) + ["seconds/sample"] + [
+    mem = [res.memory_column] if res.memory_column else []
+    first = next(iter(res.columns), None)
+    spread = [f"{res.columns[first]} per training seed"] if res.seed_values and first else []
+    head = ["Model", "steps", "ω", "ν"] + list(res.columns.values()) + ["seconds/sample"] + mem + spread + [
         f"paper {c}" for c in res.table.paper_columns]
     lines = [f"# {res.table.title} — {res.tier.name} tier", ""]
     if res.table.description:
@@ -83,13 +89,20 @@ def to_markdown(res: TableResult, meta: dict) -> str:
     ]
     for (_, rec), r in zip(df.iterrows(), res.table.rows):
         if r.not_run:
-            cells = [f"not run: {r.not_run}"] + [""] * (len(res.columns))
+            cells = [f"not run: {r.not_run}"] + [""] * (len(res.columns) + len(mem) + len(spread))
         else:
             cells = []
             for col in res.columns.values():
                 v, lo, hi = rec[col], rec[f"{col} lo"], rec[f"{col} hi"]
                 cells.append("-" if v is None or v != v else f"{_sig(v)} ± {_sig((hi - lo) / 2)}")
             cells.append(_fmt(rec["seconds/sample"], 4))
+            if mem:
+                vals = res.memory.get(r.name)
+                cells.append("-" if not vals else (f"{statistics.mean(vals):.0f}" + (
+                    f" (seeds {min(vals):.0f}–{max(vals):.0f})" if len(vals) > 1 else "")))
+            if spread:
+                sv = res.seed_values.get(r.name, {}).get(first)
+                cells.append(" / ".join(_sig(v) for v in sv) if sv else "-")
         paper = [_fmt(rec[f"paper {c}"], 2) for c in res.table.paper_columns]
         steps = "-" if rec["steps"] is None or rec["steps"] != rec["steps"] else str(int(rec["steps"]))
         lines.append("| " + " | ".join([r.display, steps, _fmt(rec["omega"], 1), _fmt(rec["nu"], 1)]
@@ -114,7 +127,10 @@ def write_result(res: TableResult, out_dir: str | Path, **extra) -> dict:
                   "omega": r.omega, "nu": r.nu, "gamma": r.gamma, "n_clips": res.n_items.get(r.name),
                   "not_run": r.not_run, "paper": r.paper_dict(),
                   "metrics": {res.columns[m]: d.to_dict() for m, d in res.dists.get(r.name, {}).items()},
-                  "seconds": res.seconds.get(r.name)} for r in res.table.rows],
+                  "seconds": res.seconds.get(r.name), "train_memory_mib": res.memory.get(r.name),
+                  "per_training_seed": {res.columns[m]: v for m, v in res.seed_values.get(r.name, {}).items()}}
+                 for r in res.table.rows],
+        "memory_column": res.memory_column,
         "claims": [v.to_dict() for v in res.verdicts],
     }
     write_json(out_dir / f"{res.table.name}.json", record)

@@ -20,6 +20,7 @@ for the same item, and a row over several training seeds gives item i to seed nu
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -45,7 +46,9 @@ from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
 from soundctm.paths import cache_dir
 from soundctm.rng import prior_noise
-from soundctm.train.checkpoint import load_export
+from soundctm.train.checkpoint import load_export, read_export_metadata
+from soundctm.train.config import config_from_dict
+from soundctm.train.memory import MEMORY_STEPS, training_memory
 
 __all__ = ["Runner", "TableResult", "settings_hash"]
 
@@ -93,6 +96,10 @@ class TableResult:
     models: dict[str, list[str]]
     wall_seconds: float
     skipped: dict[str, str] = field(default_factory=dict)
+    memory: dict[str, list[float]] = field(default_factory=dict)  # MiB per training seed (`Row.train_memory`)
+    memory_column: str | None = None
+    # rows over several training seeds: each metric's value on the items of each seed (seed-to-seed spread)
+    seed_values: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 class Runner:
@@ -151,9 +158,9 @@ class Runner:
             self._exports[run] = paths
         return self._exports[run]
 
-    def prepare_models(self, table: Table) -> None:
-        """Train every run of the table: teachers first, then students (independent runs in parallel)."""
-        runs = {r.run for r in table.rows if r.run is not None and r.not_run is None}
+    def prepare_models(self, *tables: Table) -> None:
+        """Train every run of the tables: teachers first, then students (independent runs in parallel)."""
+        runs = {r.run for t in tables for r in t.rows if r.run is not None and r.not_run is None}
         teachers = {r.teacher for r in runs if r.teacher is not None} | {r for r in runs if r.kind == "teacher"}
         students = {r for r in runs if r.kind == "student"}
         for stage in (sorted(teachers, key=repr), sorted(students, key=repr)):
@@ -340,6 +347,31 @@ class Runner:
                 out[timing_column(b, au)] = self.timing(row, repeats, batch=b, always_uncond=au)
         return out
 
+    # ------------------------------------------------------------------ training memory
+    def train_memory(self, row: Row) -> tuple[list[float], str]:
+        """Peak training memory (MiB) of every training seed of `row`'s run, each measured in a fresh
+        process over a few steps of the exact settings it was trained with (`train.memory`), cached.
+        Returns (values, what they are)."""
+        out, what = [], None
+        for p in self.exports(row.run):
+            cfg = config_from_dict(read_export_metadata(p)["train_config"])
+            key = {"memory": 1, "model": file_sha(p), "steps": MEMORY_STEPS, "device": self.tier.device}
+            path = self.store / f"memory-{settings_hash(key)}.json"
+            if path.exists():
+                rec = json.loads(path.read_text())
+            else:
+                self.log(f"[runner]   {row.name}: measuring training memory of {p.parent.name} ...")
+                cfg = dataclasses.replace(cfg, device=self.tier.device, cache=str(self.cache) if self.cache else None)
+                rec = {**training_memory(cfg), "settings": key}
+                write_json(path, rec)
+            if "cuda_max_allocated_mib" in rec:
+                out.append(rec["cuda_max_allocated_mib"])
+                what = "train memory MiB (CUDA max allocated)"
+            else:
+                out.append(rec["train_rss_mib"])
+                what = f"train memory MiB (CPU peak RSS added, batch {rec['batch_size']})"
+        return out, what
+
     # ------------------------------------------------------------------ a table
     def run(self, table: Table) -> TableResult:
         t_start = time.time()
@@ -351,7 +383,7 @@ class Runner:
                             for r in table.rows if r.source in ("real-other", "shuffled-captions")})
         rows = [r for r in table.rows if r.name not in skipped]
         boot = Bootstrap(len(self.units), self.n_boot, self.seed)
-        dists, seconds, n_items = {}, {}, {}
+        dists, seconds, n_items, memory, memory_column, seed_values = {}, {}, {}, {}, None, {}
         cached = [r.name for r in rows if self.scores_path(r).exists()]
         self.log(f"[runner] {table.name}: {len(rows)} rows on {len(self.units)} test clips x {self.K} captions x "
                  f"{self.S} samples; cached: {len(cached)}, to build: {len(rows) - len(cached)} "
@@ -364,17 +396,39 @@ class Runner:
                 fams = [m for m in fams if m in ("kl", "clap")]
             dists[r.name] = metric_dists(sc, ref, fams, boot)
             n_items[r.name] = len(sc.unit)
+            if r.run is not None and len(r.run.seeds) > 1:
+                seed_of = np.arange(len(sc.unit)) % len(r.run.seeds)  # item i came from seed number i mod n
+                one = Bootstrap(len(self.units), 2, self.seed)
+                per = [metric_dists(sc.subset(seed_of == k), ref, fams, one) for k in range(len(r.run.seeds))]
+                seed_values[r.name] = {m: [p[m].value for p in per] for m in dists[r.name]}
             if r.timed:
                 seconds[r.name] = self.timing(r)
+            if r.train_memory:
+                memory[r.name], memory_column = self.train_memory(r)
             line = "  ".join(f"{m}={d.value:.4g}±{d.half_width():.2g}" for m, d in dists[r.name].items())
             self.log(f"[runner] {r.name:20s} {line}" + (f"  {statistics.median(seconds[r.name]):.4f} s/sample"
                                                         if r.name in seconds else ""))
-        verdicts = [check(c, dists, seconds) for c in table.claims]
+        verdicts = [check(c, dists, seconds, memory) for c in table.claims]
         e = self.comp.embedders
         columns = {m: f"{m.upper()}[{e[m].tag}]" for m in table.metrics if m in e}
         models = {r.name: [str(p) for p in self.exports(r.run)] for r in rows if r.run is not None}
         return TableResult(table, self.tier, dists, seconds, verdicts, columns, n_items, models,
-                           time.time() - t_start, skipped)
+                           time.time() - t_start, skipped, memory, memory_column, seed_values)
+
+    def prepare(self, tables: list[Table]) -> None:
+        """Build every artifact of several tables at once (all their trainings, then all their rows), so
+        that with workers > 1 independent work of different tables runs side by side."""
+        self.prepare_models(*tables)
+        rows, seen = [], set()
+        for t in tables:
+            for r in t.rows:
+                if r.not_run is None and (r.source == "sampler" or self.comp.retake is not None
+                                          or r.source not in ("real-other", "shuffled-captions")):
+                    p = self.scores_path(r)
+                    if p not in seen:
+                        seen.add(p)
+                        rows.append(r)
+        self._score_all(rows)
 
     def _score_all(self, rows: list[Row]) -> dict[str, ItemScores]:
         """Every row's scores; with workers > 1 the missing ones are computed as Ray tasks (each writes

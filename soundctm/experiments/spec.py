@@ -17,8 +17,14 @@ __all__ = ["Run", "Row", "Claim", "Table", "SOURCES", "SAMPLERS", "frozen_option
 # the instrument's reference rows (no model): VAE reconstructions of held-out real takes, the real
 # takes themselves, decoded all-zero latents, decoded N(0, sigma_data^2) latents, real takes scored
 # against another clip's captions.
-SOURCES = ("sampler", "vae-recon", "real-other", "zeros", "noise", "shuffled-captions")
-SAMPLERS = ("ctm", "heun", "euler")
+SOURCES = ("sampler", "vae-recon", "real-other", "zeros", "noise", "shuffled-captions", "lowpass")
+SAMPLERS = ("ctm", "heun", "euler", "guidance", "ditto", "bwe")
+# samplers of a student: Algorithm 1, and the applications built on it (soundctm.apps, experiments.applications):
+# loss-based guidance (Algorithm 3), DITTO-2 (z_T optimisation, then Algorithm 1), bandwidth extension;
+# "lowpass" (a source) is the low-passed real clip that bandwidth extension starts from.
+STUDENT_SAMPLERS = ("ctm", "guidance", "ditto", "bwe")
+KINDS = ("improves", "close", "comparable", "faster", "heavier", "separated", "ordered")
+COST_KINDS = ("faster", "heavier")  # claims about cost, not quality: no trivial-baseline self-test
 
 
 def frozen_options(options: dict | tuple | None) -> tuple[tuple[str, Any], ...]:
@@ -92,8 +98,11 @@ class Row:
     paper: tuple[tuple[str, float | None], ...] = ()  # the paper's numbers for this row
     not_run: str | None = None  # a row we cannot run (e.g. a baseline whose checkpoint is not public)
     timed: bool = False  # measure seconds per sample
+    app: tuple[tuple[str, Any], ...] = ()  # options of an application row (`experiments.applications`)
+    train_memory: bool = False  # measure the peak training memory of the row's run (every training seed)
 
     def __post_init__(self):
+        object.__setattr__(self, "app", frozen_options(self.app))
         if self.source not in SOURCES:
             raise ValueError(f"row {self.name!r}: unknown source {self.source!r}; expected one of {SOURCES}")
         if self.not_run is None and self.source == "sampler":
@@ -105,7 +114,7 @@ class Row:
                 raise ValueError(f"row {self.name!r}: steps must be >= 1")
             if not 0.0 <= self.gamma <= 1.0:
                 raise ValueError(f"row {self.name!r}: gamma must be in [0, 1]")
-            if (self.sampler == "ctm") != (self.run.kind == "student"):
+            if (self.sampler in STUDENT_SAMPLERS) != (self.run.kind == "student"):
                 raise ValueError(f"row {self.name!r}: sampler {self.sampler!r} does not fit a {self.run.kind} run")
         if isinstance(self.paper, dict):
             object.__setattr__(self, "paper", tuple(self.paper.items()))
@@ -123,6 +132,8 @@ class Row:
         if self.source == "sampler":
             d.update(run=self.run.settings(), sampler=self.sampler, steps=self.steps, omega=self.omega,
                      nu=self.nu, gamma=self.gamma)
+        if self.app:  # only application rows: every other row keeps its artifact key
+            d["app"] = [list(kv) for kv in self.app]
         return d
 
 
@@ -136,8 +147,12 @@ class Claim:
       "close":    on the normalised quality scale q = (M(zeros) - M(row)) / (M(zeros) - M(vae-recon))
                   (0: the trivial baseline, 1: the codec's limit), `a` is within `margin` of `b`
                   or better: the interval's lower end of q(a) - q(b) is >= -margin.
+      "comparable": on the q scale, `a` and `b` are within `margin` of each other both ways: the
+                  interval of q(a) - q(b) lies inside [-margin, margin].
       "faster":   row `a` is at least `margin` times faster than row `b` (slowest of a's timing
                   repeats against the fastest of b's).
+      "heavier":  training row `a`'s run takes at least `margin` times the memory of `b`'s (a's
+                  smallest training seed against b's largest).
       "separated": (the instrument's ladder, "a << b") a is better than b and their 95 % intervals
                   do not overlap.
       "ordered":  (the ladder's "a < b") a's value is better than b's, or equal with `margin` > 0
@@ -157,15 +172,15 @@ class Claim:
     trivial: str = "zeros"
 
     def __post_init__(self):
-        if self.kind not in ("improves", "close", "faster", "separated", "ordered"):
-            raise ValueError(f"claim {self.id}: unknown kind {self.kind!r}")
-        if self.kind != "faster" and self.metric is None:
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id}: unknown kind {self.kind!r}; expected one of {KINDS}")
+        if self.kind not in COST_KINDS and self.metric is None:
             raise ValueError(f"claim {self.id}: a quality claim needs a metric")
 
     @property
     def quality(self) -> bool:
         """A claim about a system's quality, re-checked with the trivial row in place of `subject`."""
-        return self.kind != "faster" and self.subject is not None
+        return self.kind not in COST_KINDS and self.subject is not None
 
     def substituted(self) -> Claim:
         """The self-test: the same claim with the trivial row in place of the subject."""
@@ -193,7 +208,7 @@ class Table:
         if dup:
             raise ValueError(f"table {self.name}: duplicate row names {dup}")
         for c in self.claims:
-            for r in {c.a, c.b, c.trivial} | ({"vae-recon"} if c.kind == "close" else set()):
+            for r in {c.a, c.b, c.trivial} | ({"vae-recon"} if c.kind in ("close", "comparable") else set()):
                 if r not in names:
                     raise ValueError(f"table {self.name}: claim {c.id} names row {r!r}, which the table lacks")
 

@@ -26,9 +26,10 @@ from scipy.special import xlogy
 from soundctm.metrics import functional as Fm
 
 __all__ = ["Bootstrap", "Dist", "interval", "ItemScores", "LOWER_IS_BETTER", "metric_dists", "kid_unbiased",
-           "kl_per_item"]
+           "kl_per_item", "item_mean_dist"]
 
-LOWER_IS_BETTER = {"fd": True, "kid": True, "kl": True, "clap": False, "mel": True, "lpaps": True}
+LOWER_IS_BETTER = {"fd": True, "kid": True, "kl": True, "clap": False, "mel": True, "lpaps": True,
+                   "intensity-mse": True, "lsd": True}
 LEVEL = 0.95
 
 
@@ -95,6 +96,14 @@ class ItemScores:
     @property
     def paired_units(self) -> np.ndarray:
         return self.unit if self.pair is None else self.pair
+
+    def subset(self, mask: np.ndarray) -> ItemScores:
+        """The items where `mask` [N] is True (their frames with them)."""
+        mask = np.asarray(mask, bool)
+        frame_mask = np.repeat(mask, self.frame_counts)
+        pick = (lambda a: None if a is None else a[mask])
+        return ItemScores(self.unit[mask], self.frames[frame_mask], self.frame_counts[mask], pick(self.probs),
+                          pick(self.clap), pick(self.pair))
 
     def clip_embeddings(self) -> np.ndarray:
         starts = np.concatenate([[0], np.cumsum(self.frame_counts)[:-1]])
@@ -165,6 +174,12 @@ def _kid_dist(g: ItemScores, ref_clips: np.ndarray, counts: np.ndarray) -> Dist:
         sub = kxx[np.ix_(idx, idx)]
         out[b] = (sub.sum() - np.trace(sub)) / (n * (n - 1)) + yy - 2.0 * kxy[idx].mean()
     return Dist(value, out)
+
+
+def item_mean_dist(per_item: np.ndarray, unit: np.ndarray, boot: Bootstrap) -> Dist:
+    """The mean of a per-item metric (one value per item, e.g. an application's intensity MSE or LSD) with
+    its bootstrap over units, as CLAP's."""
+    return _mean_dist(np.asarray(per_item, dtype=np.float64), np.asarray(unit), boot.counts())
 
 
 def metric_dists(g: ItemScores, ref: ItemScores, metrics, boot: Bootstrap) -> dict[str, Dist]:

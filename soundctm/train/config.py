@@ -24,9 +24,20 @@ __all__ = [
     "lr_at",
     "allreduce_mean",
     "KINDS",
+    "CHOICES",
+    "KEY_OMIT_IF_DEFAULT",
 ]
 
 KINDS = ("teacher", "distill")
+CHOICES = {
+    "dsm_weighting": ("none", "karras"),
+    "k_sampling": ("per-example", "per-batch"),
+    "loss_reduction": ("sum-channels", "mean-channels"),
+    "nonfinite": ("raise", "skip"),
+}
+# Settings added after runs were first cached: left out of a run's key while at their default, so
+# adding a setting never renames (and re-trains) the runs that do not use it.
+KEY_OMIT_IF_DEFAULT = ("dsm_weighting", "k_sampling", "loss_reduction", "grid_to_zero", "huber_c", "nonfinite")
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
 TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
 TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
@@ -61,6 +72,13 @@ class TrainConfig:
     gan_weight: float = 1.0  # times the adaptive weight ||grad L_CTM|| / ||grad L_GAN|| (last layer)
     gan_start: int = 0  # first step with the GAN term
     gan_lr: float = 2e-4  # discriminator Adam lr (betas 0.5, 0.9)
+    # the official implementation's choices, each selectable (defaults: ours; see README, Table options)
+    dsm_weighting: str = "none"  # student DSM: "none" (Eq. 8 as written) | "karras" (lambda(sigma) as the teacher)
+    k_sampling: str = "per-example"  # ODE solver length k of t -> u: "per-example" | "per-batch" (one k per step)
+    loss_reduction: str = "sum-channels"  # CTM distance over channels: "sum-channels" | "mean-channels"
+    grid_to_zero: bool = False  # append sigma 0 to the training grid (s, u may be 0; the last solver step is Euler)
+    huber_c: float | None = None  # pseudo-Huber c (None: 0.00054 sqrt(d), d = latent size, as iCT)
+    nonfinite: str = "raise"  # a step with a non-finite loss or gradient: "raise" | "skip" (counted)
     # data: "tiny" (corpus latents + tiny CLAP conditioning) or "synthetic" (random latents and
     # conditioning, for tests and benchmarks)
     data: str = "tiny"
@@ -143,6 +161,11 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         )
     if out.gan and out.kind != "distill":
         raise ValueError("the GAN term is a distillation option")
+    for name, allowed in CHOICES.items():
+        if getattr(out, name) not in allowed:
+            raise ValueError(f"unknown {name} {getattr(out, name)!r}; expected one of {allowed}")
+    if out.huber_c is not None and out.huber_c <= 0:
+        raise ValueError(f"huber_c must be positive, got {out.huber_c}")
     return out
 
 

@@ -93,8 +93,12 @@ class DistillTask:
         )
         self.preset = self.model.preset
         self.ema = make_ema(self.model)
-        self.sigmas = karras_sigmas(cfg.n_grid).to(device)
-        self.ctm = CTMLoss(teacher, self.sigmas, distance=cfg.distance)
+        sigmas = karras_sigmas(cfg.n_grid)
+        if cfg.grid_to_zero:  # the official grid: sigma 0 appended, reached by one Euler step (heun_solve)
+            sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
+        self.sigmas = sigmas.to(device)
+        self.ctm = CTMLoss(teacher, self.sigmas, distance=cfg.distance, reduction=cfg.loss_reduction,
+                           huber_c=cfg.huber_c)
         self.uncond = data.uncond.to(device)
         self.gan = None
         if cfg.gan:
@@ -122,6 +126,9 @@ class DistillTask:
         """All random quantities of a step for the given global example indices (`ctm.DistillDraws`)."""
         cfg = self.cfg
         gens = example_generators(cfg.seed, step, indices, "distill")
+        batch_gen = None
+        if cfg.k_sampling == "per-batch":  # from (seed, step) alone, so every worker draws the same k
+            batch_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, step, "distill-k"))
         return draw_distill(
             gens,
             self.sigmas.cpu(),
@@ -129,6 +136,7 @@ class DistillTask:
             omega_range=cfg.omega_range,
             p_uncond=cfg.p_uncond,
             max_ode_steps=cfg.max_ode_steps,
+            batch_generator=batch_gen,
         )
 
     def losses(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:
@@ -138,7 +146,8 @@ class DistillTask:
         d = self.draws(step, idx).to(dev)
         z0, cond = z0.to(dev), cond.to(dev)
         out = distill_losses(self.model, self.ema, self.ctm, z0, cond, self.uncond, d, dsm_weight=cfg.dsm_weight,
-                             adaptive=cfg.adaptive_dsm, reduce_grads=allreduce_mean)
+                             adaptive=cfg.adaptive_dsm, reduce_grads=allreduce_mean,
+                             dsm_weighting=cfg.dsm_weighting)
         l_ctm, z_t, cond = out.pop("_ctm"), out.pop("_z_t"), out.pop("_cond")
         out["omega_mean"] = d.omega.mean()
         out["ode_steps_mean"] = (d.times.iu - d.times.it).float().mean()

@@ -6,7 +6,8 @@ the student, the VAE's own weights stay frozen).
 
 - `MultiPeriodDiscriminator`: the waveform folded into [B, 1, N / p, p] for periods p, 2-D convs over
   (time / p) with kernel width 1 across the period (HiFi-GAN).
-- `MultiScaleSTFTDiscriminator`: 2-D convs over complex STFTs (real, imag) at several FFT sizes (EnCodec).
+- `MultiScaleSTFTDiscriminator`: multi-band 2-D convs over complex STFTs (real, imag) at several FFT sizes
+  (DAC's multi-band multi-scale STFT discriminator).
 - Hinge losses and L1 feature matching; the generator weight is adaptive like lambda_DSM.
 
 All discriminators return (list of logits, list of per-layer feature lists).
@@ -68,35 +69,52 @@ class MultiPeriodDiscriminator(nn.Module):
         return [o[0] for o in outs], [o[1] for o in outs]
 
 
-class STFTDiscriminator(nn.Module):
-    """One FFT size: wav [B, 1, N] -> complex STFT as 2 channels [B, 2, F, T] -> 2-D convs."""
+BANDS = ((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0))  # DAC's split of the frequency axis
 
-    def __init__(self, n_fft: int, channels: Sequence[int] = (16, 32, 32)):
+
+class STFTDiscriminator(nn.Module):
+    """One FFT size, multi-band (DAC's MRD): wav [B, 1, N] -> complex STFT as 2 channels [B, 2, F, T],
+    split along frequency into `bands` (fractions of F), each band through its own 2-D conv stack
+    (the first layer at full resolution, the next ones strided by 2 in frequency and time), the bands'
+    outputs concatenated along frequency into one logit map."""
+
+    def __init__(self, n_fft: int, channels: Sequence[int] = (8, 16, 16), bands=BANDS):
         super().__init__()
         self.n_fft, self.hop = int(n_fft), int(n_fft) // 4
         self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
-        layers, c_in = [], 2
-        for i, c in enumerate(channels):
-            stride = (2, 1) if i else (1, 1)
-            layers.append(weight_norm(nn.Conv2d(c_in, c, (3, 9), stride, padding=(1, 4))))
-            c_in = c
-        self.layers = nn.ModuleList(layers)
-        self.out = weight_norm(nn.Conv2d(c_in, 1, (3, 3), padding=(1, 1)))
+        n_bins = self.n_fft // 2 + 1
+        self.bands = [(int(round(a * n_bins)), int(round(b * n_bins))) for a, b in bands]
+        if any(hi - lo < 1 for lo, hi in self.bands):
+            raise ValueError(f"n_fft {n_fft} is too small for {len(bands)} bands")
+
+        def stack():
+            layers, c_in = [], 2
+            for i, c in enumerate(channels):
+                stride = (2, 2) if i else (1, 1)
+                layers.append(weight_norm(nn.Conv2d(c_in, c, (3, 9), stride, padding=(1, 4))))
+                c_in = c
+            return nn.ModuleList(layers)
+
+        self.band_layers = nn.ModuleList(stack() for _ in self.bands)
+        self.out = weight_norm(nn.Conv2d(channels[-1], 1, (3, 3), padding=(1, 1)))
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         spec = torch.stft(
             wav.reshape(-1, wav.shape[-1]), self.n_fft, self.hop, window=self.window, return_complex=True
         )
         x = torch.stack([spec.real, spec.imag], 1)  # [B, 2, F, T]
-        feats = []
-        for layer in self.layers:
-            x = F.leaky_relu(layer(x), 0.1)
-            feats.append(x)
-        return self.out(x), feats
+        feats, outs = [], []
+        for (lo, hi), layers in zip(self.bands, self.band_layers):
+            h = x[:, :, lo:hi]
+            for layer in layers:
+                h = F.leaky_relu(layer(h), 0.1)
+                feats.append(h)
+            outs.append(h)
+        return self.out(torch.cat(outs, dim=2)), feats
 
 
 class MultiScaleSTFTDiscriminator(nn.Module):
-    def __init__(self, n_ffts: Sequence[int] = (1024, 512, 256), channels: Sequence[int] = (16, 32, 32)):
+    def __init__(self, n_ffts: Sequence[int] = (1024, 512, 256), channels: Sequence[int] = (8, 16, 16)):
         super().__init__()
         self.discs = nn.ModuleList(STFTDiscriminator(n, channels) for n in n_ffts)
 

@@ -215,11 +215,13 @@ def _run_training(
     data = load_data(cfg, log=log if main else (lambda *a, **k: None))
     task = make_task(cfg, data, device, log=log if main else (lambda *a, **k: None))
     opt = make_optimizer(task.model.parameters(), cfg)
-    start = 0
+    start, skipped = 0, 0
     state = ctx.load_latest()
     if state is not None:
         now = json.loads(json.dumps(cfg.to_dict()))
-        diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and state["config"].get(k) != now[k])
+        defaults = json.loads(json.dumps(TrainConfig().to_dict()))  # settings newer than the checkpoint
+        diff = sorted(k for k in now if k not in RESUMABLE_CHANGES
+                      and state["config"].get(k, defaults.get(k)) != now[k])
         if diff:
             raise ValueError(f"{run_dir} holds a run with different settings ({diff}); use another --run-dir")
         task.model.load_state_dict(state["model"])
@@ -228,6 +230,7 @@ def _run_training(
         task.load_extra_state(state.get("task", {}))
         torch.set_rng_state(state["rng"]["torch"])
         start = int(state["step"])
+        skipped = int(state.get("skipped_steps", 0))
         if main:
             log(f"resumed {run_dir} at step {start}")
     setup_seconds = time.perf_counter() - t_setup
@@ -259,9 +262,15 @@ def _run_training(
             grads = [p.grad for p in task.model.parameters() if p.grad is not None]
             allreduce_mean(grads)
             gnorm = torch.nn.utils.clip_grad_norm_(task.model.parameters(), cfg.grad_clip)
-            opt.step()
-            task.update_ema(step)
-            out.update(task.post_step(step))
+            # the norm is of the all-reduced gradients, so every worker takes the same decision
+            skip = cfg.nonfinite == "skip" and not bool(torch.isfinite(gnorm))
+            if skip:  # the official code's guard: drop the step, count it
+                opt.zero_grad(set_to_none=True)
+                skipped += 1
+            else:
+                opt.step()
+                task.update_ema(step)
+                out.update(task.post_step(step))
             scalars = torch.stack([out[k].detach().float().reshape(()) for k in task.log_keys])
             allreduce_mean([scalars])
             dt = time.perf_counter() - t0
@@ -272,6 +281,7 @@ def _run_training(
                 "grad_norm": float(gnorm),
                 "lr": opt.param_groups[0]["lr"],
                 "step_seconds": dt,
+                "skipped_steps": skipped,
                 **memory_stats(device),
             }
             if mf is not None:
@@ -280,7 +290,7 @@ def _run_training(
             if bar is not None:
                 bar.set_postfix(loss=f"{last['loss']:.4f}", step_s=f"{dt:.3f}", refresh=False)
                 bar.update(1)
-            if not math.isfinite(last["loss"]):
+            if not skip and not math.isfinite(last["loss"]) and cfg.nonfinite == "raise":
                 raise FloatingPointError(f"non-finite loss at step {step}: {last}")
             nxt = step + 1
             if nxt % cfg.checkpoint_every == 0 or nxt == cfg.steps:
@@ -291,6 +301,7 @@ def _run_training(
                     "optimizer": opt.state_dict(),
                     "rng": {"torch": torch.get_rng_state()},
                     "task": task.extra_state(),
+                    "skipped_steps": skipped,
                     "config": json.loads(json.dumps(cfg.to_dict())),
                 }
                 ctx.save(st if main else None, rec, cfg.keep_checkpoints)
@@ -315,6 +326,7 @@ def _run_training(
         "run_dir": str(run_dir),
         "steps": cfg.steps,
         "resumed_from": start,
+        "skipped_steps": skipped,
         "setup_seconds": setup_seconds,
         "train_seconds": run_seconds,
         "last": last,

@@ -14,7 +14,7 @@ from pathlib import Path
 from soundctm.data.latent_cache import file_checksum
 from soundctm.paths import cache_dir
 from soundctm.train.components import TinyComponentsConfig
-from soundctm.train.config import TrainConfig, resolve_config
+from soundctm.train.config import KEY_OMIT_IF_DEFAULT, TrainConfig, resolve_config
 from soundctm.train.distill import tiny_student_config
 from soundctm.train.loop import run_training
 from soundctm.train.teacher import tiny_teacher_config
@@ -31,6 +31,10 @@ def run_key(cfg: TrainConfig, extra: dict | None = None) -> str:
     d = resolve_config(cfg).to_dict()
     for k in ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export"):
         d.pop(k, None)
+    defaults = TrainConfig()
+    for k in KEY_OMIT_IF_DEFAULT:
+        if k in d and d[k] == getattr(defaults, k):
+            del d[k]
     return hashlib.sha256(json.dumps([d, extra or {}], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
