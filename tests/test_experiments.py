@@ -27,25 +27,51 @@ def _expand(sc: ItemScores, count_row: np.ndarray):
 
 
 def test_bootstrap_fd_kl_clap_equal_direct_recomputation_on_the_resampled_sets():
+    """Each bootstrap sample is the metric recomputed on the explicitly resampled item set, shifted by the
+    bootstrap's bias estimate (mean of the raw samples - the point value), so the samples average to it."""
     rng = np.random.default_rng(0)
     g, ref = _scores(rng), _scores(rng, per_unit=1, shift=0.5)
     boot = Bootstrap(12, n_boot=5, seed=3)
     d = metric_dists(g, ref, ("fd", "kid", "kl", "clap"), boot)
     mu_r, sig_r = Fm.stats(ref.frames)
-    for b, row in enumerate(boot.counts()):
+    raw = {m: [] for m in ("fd", "kid", "kl", "clap")}
+    for row in boot.counts():
         items, frames = _expand(g, row)
         mu, sig = Fm.stats(frames)
-        assert d["fd"].samples[b] == pytest.approx(Fm.frechet_distance(mu, sig, mu_r, sig_r), rel=1e-6)
-        pr = ref.probs[g.unit[items]]
-        assert d["kl"].samples[b] == pytest.approx(Fm.kl_passt_sam(g.probs[items], pr), rel=1e-9)
-        assert d["clap"].samples[b] == pytest.approx(g.clap[items].mean(), rel=1e-9)
+        raw["fd"].append(Fm.frechet_distance(mu, sig, mu_r, sig_r))
+        raw["kl"].append(Fm.kl_passt_sam(g.probs[items], ref.probs[g.unit[items]]))
+        raw["clap"].append(g.clap[items].mean())
         clips = np.stack([frames_of.mean(0) for frames_of in
                           (g.frames[np.concatenate([[0], np.cumsum(g.frame_counts)])[i]:
                                     np.cumsum(g.frame_counts)[i]] for i in items)])
-        assert d["kid"].samples[b] == pytest.approx(kid_unbiased(clips, ref.clip_embeddings()), rel=1e-6, abs=1e-9)
+        raw["kid"].append(kid_unbiased(clips, ref.clip_embeddings()))
     # the point values are the plain definitions on the whole set
-    assert d["fd"].value == pytest.approx(Fm.frechet_distance(*Fm.stats(g.frames), mu_r, sig_r), rel=1e-9)
-    assert d["kl"].value == pytest.approx(Fm.kl_passt_sam(g.probs, ref.probs[g.unit]), rel=1e-9)
+    value = {"fd": Fm.frechet_distance(*Fm.stats(g.frames), mu_r, sig_r),
+             "kl": Fm.kl_passt_sam(g.probs, ref.probs[g.unit]), "clap": g.clap.mean(),
+             "kid": kid_unbiased(g.clip_embeddings(), ref.clip_embeddings())}
+    for m, r in raw.items():
+        r = np.array(r)
+        assert d[m].value == pytest.approx(value[m], rel=1e-9, abs=1e-12)
+        np.testing.assert_allclose(d[m].samples, r - (r.mean() - value[m]), rtol=1e-6, atol=1e-9)
+        assert d[m].samples.mean() == pytest.approx(value[m], rel=1e-9, abs=1e-9)
+
+
+def test_bias_correction_centres_the_interval_of_a_set_against_itself():
+    """FD of a set against itself is 0, and every resample with duplicated units has FD > 0: the raw
+    percentile interval lies above the point value; the bias-corrected one contains it."""
+    rng = np.random.default_rng(5)
+    unit = np.repeat(np.arange(30), 2)
+    counts = np.full(len(unit), 3)
+    g = ItemScores(unit, rng.normal(size=(counts.sum(), 3)), counts)
+    d = metric_dists(g, g, ("fd",), Bootstrap(30, n_boot=100, seed=0))["fd"]
+    assert d.value == pytest.approx(0.0, abs=1e-8)
+    lo, hi = d.interval()
+    assert lo <= d.value <= hi
+    raws = []  # the uncorrected bootstrap, recomputed on the explicit resamples
+    for row in Bootstrap(30, n_boot=100, seed=0).counts():
+        items, frames = _expand(g, row)
+        raws.append(Fm.frechet_distance(*Fm.stats(frames), *Fm.stats(g.frames)))
+    assert np.quantile(raws, 0.025) > d.value  # uncorrected: the whole interval above the value
 
 
 def test_kid_matches_a_direct_double_loop_and_is_unbiased():

@@ -4,7 +4,8 @@ Every row of a table is scored on the same units, and the bootstrap draws ONE se
 resamples (`Bootstrap.draws`) that every row uses, so the rows' bootstrap samples are joint:
 differences between rows and the normalised quality q of the claims get their intervals from the
 same draws (a paired bootstrap). The generated set is resampled by unit (all items of a drawn unit:
-its captions x samples); the reference set (the real test clips) stays fixed.
+its captions x samples); the reference set (the real test clips) stays fixed. Every distribution is
+bias-corrected (`Dist.bias_corrected`): its samples are shifted so that their mean is the point value.
 
 Definitions are those of `soundctm.metrics.functional` (the point values call it); the bootstrap
 recomputes them from per-unit sufficient statistics:
@@ -72,6 +73,15 @@ class Dist:
         lo, hi = self.interval(level)
         return (hi - lo) / 2.0
 
+    @classmethod
+    def bias_corrected(cls, value: float, samples: np.ndarray) -> Dist:
+        """`value` with its bootstrap samples shifted by their bias estimate mean(samples) - value
+        (Efron & Tibshirani 1993, section 10.2), so the percentile interval is centred on the estimate.
+        FD and KID of a resample (test clips drawn with replacement, so some appear twice) are biased
+        upward: uncorrected, the interval of a row against itself can lie entirely above its value."""
+        samples = np.asarray(samples, dtype=np.float64)
+        return cls(float(value), samples - (samples.mean() - float(value)))
+
     def to_dict(self) -> dict:
         lo, hi = self.interval()
         return {"value": self.value, "lo": lo, "hi": hi, "level": LEVEL, "n_boot": int(len(self.samples))}
@@ -137,7 +147,7 @@ def _mean_dist(per_item: np.ndarray, unit: np.ndarray, counts: np.ndarray) -> Di
     n_units = counts.shape[1]
     s = _unit_sums(per_item.astype(np.float64), unit, n_units)
     n = _unit_sums(np.ones(len(per_item)), unit, n_units)
-    return Dist(float(per_item.mean()), (counts @ s) / (counts @ n))
+    return Dist.bias_corrected(float(per_item.mean()), (counts @ s) / (counts @ n))
 
 
 def _fd_dist(g: ItemScores, ref_frames: np.ndarray, counts: np.ndarray) -> Dist:
@@ -156,7 +166,7 @@ def _fd_dist(g: ItemScores, ref_frames: np.ndarray, counts: np.ndarray) -> Dist:
         mu = (c @ s1) / n
         cov = (np.tensordot(c, s2, axes=1) - n * np.outer(mu, mu)) / (n - 1)
         out[b] = Fm.frechet_distance(mu, cov, mu_r, sig_r)
-    return Dist(value, out)
+    return Dist.bias_corrected(value, out)
 
 
 def _kid_dist(g: ItemScores, ref_clips: np.ndarray, counts: np.ndarray) -> Dist:
@@ -173,7 +183,7 @@ def _kid_dist(g: ItemScores, ref_clips: np.ndarray, counts: np.ndarray) -> Dist:
         n = len(idx)
         sub = kxx[np.ix_(idx, idx)]
         out[b] = (sub.sum() - np.trace(sub)) / (n * (n - 1)) + yy - 2.0 * kxy[idx].mean()
-    return Dist(value, out)
+    return Dist.bias_corrected(value, out)
 
 
 def item_mean_dist(per_item: np.ndarray, unit: np.ndarray, boot: Bootstrap) -> Dist:
