@@ -16,7 +16,7 @@ from soundctm.experiments.spec import Table
 from soundctm.experiments.tier import get_tier
 from soundctm.paths import MissingAssetsError
 
-__all__ = ["parser", "cli", "run_table", "make_runner"]
+__all__ = ["parser", "cli", "run_table", "make_runner", "items_runner"]
 
 
 def parser(description: str | None = None) -> argparse.ArgumentParser:
