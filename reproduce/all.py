@@ -19,6 +19,7 @@ from pathlib import Path
 TABLES = {"instrument": "instrument.py", "1": "table1.py", "2": "table2.py", "3": "table3.py", "6": "table6.py",
           "8": "table8.py", "7": "table7.py", "content": "content.py", "10": "table10.py",
           "11": "table11.py", "12": "table12.py", "13": "table13.py", "5": "table5.py", "14": "table14.py",
+          "4": "table4.py", "9": "table9.py",
           "nu_omega": "nu_omega.py", "steps_diagnostic": "steps_diagnostic.py"}
 
 
