@@ -35,6 +35,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _finish(plt, fig, path, title: str) -> Path:
+    """Title, write atomically, close the figure."""
+    if title:
+        fig.suptitle(title, fontsize=10)
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def intensity_grid(obtained: dict[str, dict[str, list[np.ndarray]]], targets: dict[str, np.ndarray],
                    frame_seconds: float, path, *, title: str = "") -> Path:
     """One row per method (`obtained[method][curve]`: the curves obtained for that target), one column per
@@ -56,12 +66,7 @@ def intensity_grid(obtained: dict[str, dict[str, list[np.ndarray]]], targets: di
                 ax.set_ylabel("\n".join(textwrap.wrap(m, 26) + ["dB"]) if m else "dB", fontsize=7)
             if r == len(methods) - 1:
                 ax.set_xlabel("s")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, path, title)
 
 
 def log_spectrogram(x: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
@@ -99,9 +104,4 @@ def spectrogram_grid(panels: list[list[tuple[str, np.ndarray]]], sample_rate: in
                 ax.set_ylabel("Hz")
             if r == n_rows - 1:
                 ax.set_xlabel("s")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _finish(plt, fig, path, title)
