@@ -1,13 +1,13 @@
 """`soundctm control` and `soundctm extend` on the committed tiny models, their errors, and the Table 5 / 14
 declarations (importable, `--help`, registered in reproduce/all.py, on the UNet student)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from scripts import load_script
 
 from soundctm.cli import main as cli_main
 from soundctm.experiments import cli
@@ -76,17 +76,11 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
         assert len(err) == 1 and msg in err[0], (argv, err)
 
 
-def _load(path):
-    spec = importlib.util.spec_from_file_location(f"repro_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_tables_5_and_14_are_declarations_over_the_unet_student(capsys):
-    all_py = _load(REPO / "reproduce" / "all.py")
+    all_py = load_script(REPO / "reproduce" / "all.py")
     t5, t14 = all_py.load_table("5"), all_py.load_table("14")
-    assert t5 == _load(REPO / "reproduce" / "table5.py").TABLE
+    assert t5 == load_script(REPO / "reproduce" / "table5.py").TABLE
     for t, script in ((t5, "table5.py"), (t14, "table14.py")):
         assert len((REPO / "reproduce" / script).read_text().splitlines()) <= 70
         assert {r.run for r in t.rows if r.run is not None} == {UNET_STUDENT}

@@ -2,32 +2,22 @@
 settings, runs and claims; the figure's CSV against the result's values and intervals, and its PNG."""
 
 import csv
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scripts import load_script
 
 from soundctm.experiments.catalog import STUDENT
 from soundctm.experiments.figures import heatmap_figure
 from soundctm.experiments.spec import Table
 from soundctm.experiments.stats import Dist
 
-REPRO = Path(__file__).resolve().parent.parent / "reproduce"
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"repro_{name}", REPRO / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_nu_omega_declaration():
-    mod = _load("nu_omega")
+    mod = load_script("nu_omega")
     t = mod.TABLE
-    assert _load("all").load_table("nu_omega") == t
+    assert load_script("all").load_table("nu_omega") == t
     assert t.extra["items"] == {"samples_per_caption": 1} and t.metrics == ("fd", "clap")
     rows = {r.name: r for r in t.rows}
     for (_, fig, steps), omegas in mod.GRIDS.items():

@@ -7,12 +7,12 @@ a benchmark call must produce what the library pipeline (text tower -> sample ->
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from scripts import load_script
 
 from soundctm.experiments import gpubench as G
 from soundctm.sampling import karras_steps, sample
@@ -57,10 +57,7 @@ def test_a_benchmark_call_is_the_library_pipeline(pipe):
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gpu_bench_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "gpu_bench_script")
 
 
 def test_the_script_times_every_mode_and_writes_the_json(tmp_path):

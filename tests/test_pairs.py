@@ -4,7 +4,6 @@ configuration (3 test clips, random-weight tiny models, a micro VAE) with their 
 the decoded-zeros self-test, caching, the report; and the seeded gamma noise of stochastic rows."""
 
 import dataclasses
-import importlib.util
 import json
 import math
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import randomize_
+from scripts import REPRO, load_script
 
 from soundctm.experiments import pairs as P
 from soundctm.experiments.generation import gamma_generators, row_grid
@@ -305,19 +305,12 @@ def test_pair_declarations_are_validated():
 
 
 # ------------------------------------------------------------------------------------------- the declarations
-REPRO = Path(__file__).resolve().parent.parent / "reproduce"
 
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"repro_{name}", REPRO / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_table7_declares_the_papers_rows_claims_and_self_tests():
-    t = _load("table7").TABLE
-    assert _load("all").load_table("7") == t
+    t = load_script("table7").TABLE
+    assert load_script("all").load_table("7") == t
     rows = {r.name: r for r in t.rows}
     for g in (0.0, 0.2, 0.5, 1.0):
         one, sixteen = rows[f"gamma-{g:g}"].pair
@@ -341,7 +334,7 @@ def test_table7_and_the_content_table_run_on_a_tiny_configuration(tmp_path):
     runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1, n_units=2,
                     samples_per_caption=1)
     for name in ("table7", "content"):
-        table = _load(name).TABLE
+        table = load_script(name).TABLE
         out = tmp_path / "out"
         rec = run_table(table, Namespace(out=str(out), seed=0), runner)
         assert len(rec["claims"]) == len(table.claims) and all(v["self_test"] is not None for v in rec["claims"])
@@ -358,9 +351,9 @@ def test_table7_and_the_content_table_run_on_a_tiny_configuration(tmp_path):
 
 
 def test_content_declaration():
-    mod = _load("content")
+    mod = load_script("content")
     t = mod.TABLE
-    assert _load("all").load_table("content") == t
+    assert load_script("all").load_table("content") == t
     rows = {r.name: r for r in t.rows}
     for m, (_, run, sampler, omega, nu) in mod.METHODS.items():
         for n in (2, 4, 16):
@@ -402,7 +395,7 @@ def test_table7_on_the_committed_tiny_models(tmp_path):
             return dataclasses.replace(r, pair=tuple(committed(p) for p in r.pair))
         return dataclasses.replace(r, run=one) if r.run is not None else r
 
-    t7 = _load("table7").TABLE
+    t7 = load_script("table7").TABLE
     table = dataclasses.replace(t7, rows=tuple(committed(r) for r in t7.rows), extra={})
     tier = committed_tier()
     runner = Runner(tier, cache, store=tmp_path / "store", log=lambda *a: None, workers=1)

@@ -2,11 +2,10 @@
 computations on a fake clock; the runner's events for trainings, scores and pair rows, fresh and cached;
 reproduce/all.py's plan, per-table item sets and progress lines on a tiny configuration."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
+from scripts import load_script
 from test_pairs import S1, S4, _tier
 
 from soundctm.experiments import pairs as P
@@ -82,10 +81,7 @@ def test_runner_events_fresh_then_cached(tmp_path):
 
 
 def test_all_py_plans_runs_and_reports_progress(tmp_path, monkeypatch, capsys):
-    spec = importlib.util.spec_from_file_location("repro_all", Path(__file__).resolve().parent.parent / "reproduce"
-                                                  / "all.py")
-    all_py = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(all_py)
+    all_py = load_script("all")
     import soundctm.experiments.main as M
 
     tier = _tier(tmp_path)

@@ -5,12 +5,12 @@ The record changes only through `python reproduce/regression.py --update-referen
 """
 
 import hashlib
-import importlib.util
 import os
 import tempfile
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 from soundctm.experiments import regression as R
 
@@ -25,10 +25,7 @@ def _snapshot() -> dict:
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("regression_script", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(SCRIPT, "regression_script")
 
 
 @pytest.mark.slow
