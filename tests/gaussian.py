@@ -32,3 +32,17 @@ class ExactFlowStudent(torch.nn.Module):
     def forward(self, z, t, s, cond=None, omega=None):
         b = z.shape[0]
         return self.teacher.jump(z, torch.as_tensor(t).expand(b), torch.as_tensor(s).expand(b))
+
+
+class CondGaussianTeacher(torch.nn.Module):
+    """Data N(mu(c), std^2), mu(c) = c[:, 0, 0]: D(z, t, c) = mu + std^2 / (std^2 + t^2) (z - mu). CFG with
+    omega is again such a denoiser, with mean mu_omega = omega mu(c) + (1 - omega) mu(empty)."""
+
+    def __init__(self, std: float = 0.5):
+        super().__init__()
+        self.std = std
+
+    def forward(self, z, t, cond):
+        mu = cond[:, 0, 0].reshape(-1, 1, 1).to(z.dtype)
+        t = t.reshape(-1, 1, 1)
+        return mu + self.std ** 2 / (self.std ** 2 + t ** 2) * (z - mu)

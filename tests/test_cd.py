@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import randomize_
+from gaussian import CondGaussianTeacher
 from torch import nn
 
 from soundctm.cd import (
@@ -79,18 +80,6 @@ def f_linear(k: float, z: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     c_in = 1 / np.sqrt(s**2 + SD**2)
     return (c_skip + c_out * k * c_in) * z
 
-
-class CondGaussianTeacher(nn.Module):
-    """Data N(mu(c), std^2), mu(c) = c[:, 0, 0]: D(z, t, c) = mu + std^2 / (std^2 + t^2) (z - mu)."""
-
-    def __init__(self, std: float = 0.5):
-        super().__init__()
-        self.std = std
-
-    def forward(self, z, t, cond):
-        mu = cond[:, 0, 0].reshape(-1, 1, 1).to(z.dtype)
-        t = t.reshape(-1, 1, 1)
-        return mu + self.std**2 / (self.std**2 + t**2) * (z - mu)
 
 
 def heun_by_hand(z: np.ndarray, path: list[float], mu: float, std: float) -> np.ndarray:

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from gaussian import GaussianTeacher
+from gaussian import CondGaussianTeacher, GaussianTeacher
 from torch import nn
 
 import soundctm.ctm as ctm_mod
@@ -312,19 +312,6 @@ def test_dropout_fraction_and_determinism(p):
 # ----------------------------------------------------------------------------------------------
 # The CTM target (Eqs. 4, 7): G_sg(Solver(z_t, t, u; phi, omega), u, s) with Heun and CFG
 
-
-class CondGaussianTeacher(nn.Module):
-    """Data N(mu(c), std^2), mu(c) = c[:, 0, 0]: D(z, t, c) = mu + std^2 / (std^2 + t^2) (z - mu). CFG with
-    omega is again such a denoiser, with mean mu_omega = omega mu(c) + (1 - omega) mu(empty)."""
-
-    def __init__(self, std: float = 0.5):
-        super().__init__()
-        self.std = std
-
-    def forward(self, z, t, cond):
-        mu = cond[:, 0, 0].reshape(-1, 1, 1).to(z.dtype)
-        t = t.reshape(-1, 1, 1)
-        return mu + self.std ** 2 / (self.std ** 2 + t ** 2) * (z - mu)
 
 
 class ScaledFlow(nn.Module):
