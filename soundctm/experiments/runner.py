@@ -462,13 +462,18 @@ class Runner:
         return out, what
 
     # ------------------------------------------------------------------ a table
+    def skip_reason(self, row: Row) -> str | None:
+        """Why `row` is not run on this tier (None: it is run)."""
+        if row.not_run is not None:
+            return row.not_run
+        if self.comp.retake is None and row.source in ("real-other", "shuffled-captions"):
+            return "needs a second real take of each test clip, which this tier lacks"
+        return None
+
     def run(self, table: Table) -> TableResult:
         t_start = time.time()
         self.prepare_models(table)
-        skipped = {r.name: r.not_run for r in table.rows if r.not_run is not None}
-        if self.comp.retake is None:
-            skipped.update({r.name: "needs a second real take of each test clip, which this tier lacks"
-                            for r in table.rows if r.source in ("real-other", "shuffled-captions")})
+        skipped = {r.name: why for r in table.rows if (why := self.skip_reason(r)) is not None}
         rows = [r for r in table.rows if r.name not in skipped]
         pair_rows = [r for r in rows if r.source == "pair"]  # paired distances (experiments.pairs), not scored
         rows = [r for r in rows if r.source != "pair"]
@@ -541,8 +546,7 @@ class Runner:
         rows, seen = [], set()
         for t in tables:
             for r in (x for row in t.rows for x in (row.pair if row.source == "pair" else (row,))):
-                if r.not_run is None and (r.source == "sampler" or self.comp.retake is not None
-                                          or r.source not in ("real-other", "shuffled-captions")):
+                if self.skip_reason(r) is None:
                     p = self.scores_path(r)
                     if p not in seen:
                         seen.add(p)
