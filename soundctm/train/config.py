@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from soundctm.cd import CD_OBJECTIVES, CD_OMEGA, LCM_SKIP, OBJECTIVES
-from soundctm.ctm import CTMLoss
+from soundctm.ctm import DSM_WEIGHTINGS, REDUCTIONS, CTMLoss
 from soundctm.nn.precision import AMP
 from soundctm.presets import model_preset
 
@@ -33,9 +33,9 @@ __all__ = [
 KINDS = ("teacher", "distill")
 CHOICES = {
     "amp": AMP,
-    "dsm_weighting": ("none", "karras"),
+    "dsm_weighting": DSM_WEIGHTINGS,
     "k_sampling": ("per-example", "per-batch"),
-    "loss_reduction": ("sum-channels", "mean-channels"),
+    "loss_reduction": REDUCTIONS,
     "nonfinite": ("raise", "skip"),
     "objective": OBJECTIVES,
 }
