@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,26 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive advisory lock on `path` (created if missing) for the `with` block.
+
+    For builders that several processes may start at once (Ray workers on one machine each finding the
+    corpus, the tiny components or the latent cache missing): the second waits for the first, then finds
+    what it built. POSIX `flock`; on a shared filesystem without flock support it locks per node only.
+    """
+    import fcntl  # POSIX only: imported where used so that the module imports everywhere
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield path
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:

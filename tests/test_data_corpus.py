@@ -290,3 +290,48 @@ def test_tiny_corpus_full_build_time(tmp_path):
     cpu = time.process_time() - t0
     assert (info.n_train, info.n_test) == (1200, 120)
     assert cpu < 60.0, f"tiny corpus took {cpu:.1f} s of CPU"
+
+
+def _build_small(root: str, out: str) -> None:  # (module level: a spawned process imports it)
+    info = build_corpus(root, n_train=6, n_val=0, n_test=2, progress=False)
+    Path(out).write_text(info.corpus_id)
+
+
+def test_concurrent_builders_wait_for_each_other_and_share_one_corpus(tmp_path):
+    # two Ray workers on one machine may both find the corpus missing; the second must wait, then reuse it
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    root = tmp_path / "corpus"
+    procs = [ctx.Process(target=_build_small, args=(str(root), str(tmp_path / f"id{i}"))) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    ids = {(tmp_path / f"id{i}").read_text() for i in range(2)}
+    assert ids == {build_corpus(root, n_train=6, n_val=0, n_test=2, progress=False).corpus_id}
+    assert not (root / ".building").exists()
+
+
+def test_file_lock_excludes_a_second_holder(tmp_path):
+    import threading
+    import time
+
+    from soundctm.io import file_lock
+
+    order, held = [], threading.Event()
+
+    def first():
+        with file_lock(tmp_path / "x.lock"):
+            held.set()
+            time.sleep(0.3)
+            order.append("first released")
+
+    t = threading.Thread(target=first)
+    t.start()
+    held.wait(5)
+    with file_lock(tmp_path / "x.lock"):
+        order.append("second acquired")
+    t.join()
+    assert order == ["first released", "second acquired"]

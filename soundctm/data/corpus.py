@@ -46,7 +46,7 @@ from soundctm.data.events import (
     EVENT_CLASSES,
     synthesize_event,
 )
-from soundctm.io import atomic_write, write_json, write_text
+from soundctm.io import atomic_write, file_lock, write_json, write_text
 from soundctm.paths import cache_dir, require_files
 
 FORMAT_VERSION = 1
@@ -491,6 +491,14 @@ def build_corpus(
         raise ValueError("the corpus would be empty: n_train + n_val + n_test == 0")
     root = Path(root).expanduser()
     settings = _settings(seed, sample_rate, clip_samples, n_train, n_val, n_test)
+    # one builder at a time (e.g. two Ray workers finding the corpus missing); the second then reuses it
+    with file_lock(root.parent / f".{root.name}.lock"):
+        return _build_corpus_locked(root, settings, seed, sample_rate, clip_samples, n_train, n_val, n_test,
+                                    overwrite, progress)
+
+
+def _build_corpus_locked(root: Path, settings: dict, seed: int, sample_rate: int, clip_samples: int, n_train: int,
+                         n_val: int, n_test: int, overwrite: bool, progress: bool) -> CorpusInfo:
     manifest = read_manifest(root)
     if manifest is not None:
         same = all(manifest.get(k) == v for k, v in settings.items())

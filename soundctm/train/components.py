@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from soundctm.data.corpus import caption_vocabulary, tiny_corpus
-from soundctm.io import load_safetensors, write_json
+from soundctm.io import file_lock, load_safetensors, write_json
 from soundctm.nn.text import TinyAudioConfig, TinyCLAP, TinyTextConfig, build_vocabulary, normalise_caption
 from soundctm.nn.vae import AudioAutoencoder, VAEConfig, vae_config
 from soundctm.paths import tiny_components_dir
@@ -144,6 +144,12 @@ def get_tiny_components(
     corpus = tiny_corpus(cache, progress=progress)
     out = components_dir(cache)
     out.mkdir(parents=True, exist_ok=True)
+    with file_lock(out / ".lock"):  # one builder at a time; a second process then loads what the first built
+        return _components_locked(corpus, out, config, force, progress, log, t_start)
+
+
+def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: bool, progress: bool, log,
+                       t_start: float) -> tuple:
     cfg = config.to_dict()
     vae_key = _key(
         {

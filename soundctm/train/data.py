@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from soundctm.data.latent_cache import build_latent_cache
+from soundctm.io import file_lock
 from soundctm.nn.text import COND_MODES, Conditioner, cond_mode, encode_conditioning  # noqa: F401  (re-exported)
 from soundctm.paths import cache_dir
 from soundctm.rng import derive_seed
@@ -145,16 +146,17 @@ def tiny_conditioned(preset, cache=None, *, split: str = "train", log=print) -> 
     `get_tiny_components(cache)`, latents from the latent cache (built once), conditioning encoded once."""
     corpus, vae, clap = get_tiny_components(cache, progress=False, log=log)
     root = (Path(cache).expanduser() if cache is not None else cache_dir()) / "tiny" / "latents"
-    lc = build_latent_cache(
-        corpus.dataset(split, verbose=False),
-        lambda wav: vae.encode(wav),
-        cache_root=root,
-        corpus_id=corpus.corpus_id,
-        vae_checksum=vae.checksum(),
-        sample_rate=corpus.sample_rate,
-        clip_samples=corpus.clip_samples,
-        progress=False,
-    )
+    with file_lock(root / ".lock"):  # one encoder at a time; a second process then reads the cache
+        lc = build_latent_cache(
+            corpus.dataset(split, verbose=False),
+            lambda wav: vae.encode(wav),
+            cache_root=root,
+            corpus_id=corpus.corpus_id,
+            vae_checksum=vae.checksum(),
+            sample_rate=corpus.sample_rate,
+            clip_samples=corpus.clip_samples,
+            progress=False,
+        )
     mode = cond_mode(preset.cond_shape)
     if tuple(lc.latents.shape[1:]) != tuple(preset.latent_shape):
         raise ValueError(
