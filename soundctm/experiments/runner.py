@@ -526,8 +526,8 @@ class Runner:
         columns = {m: f"{m.upper()}[{e[m].tag}]" if m in e else A.ITEM_METRICS[m] for m in table.metrics
                    if m in e or m in A.ITEM_METRICS}
         columns.update({m: P.column(self.comp, m) for m in table.metrics if m in P.PAIR_METRICS})
-        models = {r.name: [str(p) for p in self.exports(r.run)] for r in rows if r.run is not None}
-        models.update({r.name: [str(p) for run in r.runs() for p in self.exports(run)] for r in pair_rows})
+        models = {r.name: self.model_origins(r.run) for r in rows if r.run is not None}
+        models.update({r.name: [p for run in r.runs() for p in self.model_origins(run)] for r in pair_rows})
         return TableResult(table, self.tier, dists, seconds, verdicts, columns, n_items, models,
                            time.time() - t_start, skipped, memory, memory_column, seed_values)
 
@@ -629,6 +629,12 @@ class Runner:
         self._run_tasks("train", _build_task, args, landed)
         for sha in {res for r, _ in jobs for res in self._shas[r]}:
             self.artifacts.fetch(_model_name(sha))  # (a URI store: into the mirror, for this process' own use)
+
+    def model_origins(self, run: Run) -> list[str]:
+        """Where each seed's export of `run` was made (its run directory, named with the run key), for the
+        provenance of a table; a model trained by a Ray task is read from the store, but recorded by origin."""
+        return [self._origin.get(run, [None] * (n + 1))[n] or str(Path(p).resolve())
+                for n, p in enumerate(self.exports(run))]
 
     def _published(self, run: Run) -> list[tuple[str, str | None]]:
         """(sha, the export's own path) of every seed of `run`, each export put into the store if missing
