@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from soundctm.data.corpus import tiny_corpus  # noqa: E402
 from soundctm.experiments import codec  # noqa: E402
+from soundctm.io import write_json  # noqa: E402
 from soundctm.metrics.indomain import tiny_evt  # noqa: E402
 from soundctm.nn.vae import AudioAutoencoder  # noqa: E402
 
@@ -43,9 +44,7 @@ def main(argv=None) -> int:
         out = Path(args.out)
         doc = json.loads(out.read_text()) if out.exists() else {}
         doc["codec_targets"] = res
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        tmp.replace(out)
+        write_json(out, doc)
         print(f"wrote codec_targets into {out}")
     return 0
 

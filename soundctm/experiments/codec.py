@@ -68,7 +68,7 @@ def codec_targets(vae: AudioAutoencoder, corpus, evaluator: EventEmbedder, fd_te
         "fd_ratio": fd_ratio,
         "fd_ratio_target": FD_RATIO_TARGET,
         "meets_fd_target": None if fd_ratio is None else bool(fd_ratio <= FD_RATIO_TARGET),
-        "reconstruction": evaluate_reconstruction(vae, audio, batch_size=batch_size),
+        "reconstruction": evaluate_reconstruction(vae, audio, batch_size=batch_size, recon=recon),
     }
 
 

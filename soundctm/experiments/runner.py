@@ -640,8 +640,7 @@ class Runner:
         """(sha, the export's own path) of every seed of `run`, each export put into the store if missing
         (a model this process trained or found itself)."""
         out = []
-        for n, (p, sha) in enumerate(zip(self.exports(run), self.model_shas(run))):
-            origin = self._origin.get(run, [None] * (n + 1))[n] or str(Path(p).resolve())
+        for p, sha, origin in zip(self.exports(run), self.model_shas(run), self.model_origins(run)):
             if not self.artifacts.exists(_model_name(sha)):
                 self.artifacts.put_file(_model_name(sha), p)
             out.append((sha, origin))

@@ -392,17 +392,19 @@ def _summary(values: torch.Tensor) -> dict:
 
 @torch.no_grad()
 def evaluate_reconstruction(
-    vae: AudioAutoencoder, audio: torch.Tensor, lowpass_hz: float = 1000.0, batch_size: int = 16
+    vae: AudioAutoencoder, audio: torch.Tensor, lowpass_hz: float = 1000.0, batch_size: int = 16,
+    recon: torch.Tensor | None = None,
 ) -> dict:
     """Reconstruction metrics of `vae` on `audio` [N, 1, L] next to the silence and low-pass baselines.
 
     Returns {system: {metric: {"mean", "std", "n", "n_undefined"}}} for systems "vae", "silence",
     "lowpass_<cutoff>hz"; metrics "stft_distance" (lower is better), "mel_distance" (lower is
-    better), "si_sdr_db" (higher is better; undefined for silence).
+    better), "si_sdr_db" (higher is better; undefined for silence). `recon`: `reconstruct(vae, audio)` when the
+    caller already has it.
     """
     sr = vae.sample_rate
     systems = {
-        "vae": reconstruct(vae, audio, batch_size),
+        "vae": reconstruct(vae, audio, batch_size) if recon is None else recon,
         "silence": baseline_silence(audio),
         f"lowpass_{int(lowpass_hz)}hz": baseline_lowpass(audio, sr, lowpass_hz),
     }
