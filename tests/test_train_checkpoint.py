@@ -201,3 +201,28 @@ def test_sigkill_and_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
     )
     for (k, v), (k2, v2) in zip(ea.state_dict().items(), eb.state_dict().items()):
         assert k == k2 and torch.equal(v, v2), k
+
+
+def _build_synthetic(run_dir: str, out: str) -> None:  # (module level: a spawned process imports it)
+    from soundctm.train.tiny import build_or_reuse
+
+    cfg = TrainConfig(kind="teacher", data="synthetic", steps=40, batch_size=4, checkpoint_every=10, threads=1)
+    Path(out).write_text(str(build_or_reuse(cfg, Path(run_dir), force=False, progress=False, log=lambda *a: None)))
+
+
+def test_two_processes_building_one_run_train_it_once(tmp_path):
+    # two all.py invocations (or two Ray workers of one machine) on one cache may both need the same model:
+    # the second must wait for the first and reuse its export, not train the run a second time into its directory
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    run_dir = tmp_path / "runs" / "teacher-x"
+    procs = [ctx.Process(target=_build_synthetic, args=(str(run_dir), str(tmp_path / f"out{i}"))) for i in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert {(tmp_path / f"out{i}").read_text() for i in range(2)} == {str(run_dir / "export.safetensors")}
+    assert [r["step"] for r in read_metrics(run_dir)] == list(range(40))  # each step logged once: one training
+    assert json.loads((run_dir / "summary.json").read_text()).get("resumed_from") in (None, 0)

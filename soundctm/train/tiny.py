@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from soundctm.data.latent_cache import file_checksum
+from soundctm.io import file_lock
 from soundctm.paths import cache_dir
 from soundctm.train.components import TinyComponentsConfig
 from soundctm.train.config import KEY_OMIT_IF_DEFAULT, TrainConfig, resolve_config
@@ -63,13 +64,21 @@ def train_tiny_teacher(
 
 def build_or_reuse(cfg: TrainConfig, run_dir: Path, *, force: bool, progress: bool, log) -> Path:
     """The export of the run in `run_dir`: reused if finished, else trained (resuming any checkpoint);
-    `force` starts the run afresh."""
+    `force` starts the run afresh.
+
+    One builder per run at a time (a lock file beside `run_dir`): two processes on one cache that need the same
+    model (two `all.py` invocations, Ray workers of one machine) do not train it twice into one directory; the
+    second waits, then reuses the first's export."""
+    run_dir = Path(run_dir)
     export = run_dir / "export.safetensors"
     if export.exists() and not force:
         return export
-    if force and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_training(cfg, run_dir, progress=progress, log=log)
+    with file_lock(run_dir.parent / f".{run_dir.name}.lock"):
+        if export.exists() and not force:  # (built by the holder this process waited for)
+            return export
+        if force and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_training(cfg, run_dir, progress=progress, log=log)
     return export
 
 
