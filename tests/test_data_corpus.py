@@ -299,16 +299,10 @@ def _build_small(root: str, out: str) -> None:  # (module level: a spawned proce
 
 def test_concurrent_builders_wait_for_each_other_and_share_one_corpus(tmp_path):
     # two Ray workers on one machine may both find the corpus missing; the second must wait, then reuse it
-    import multiprocessing as mp
+    from processes import run_concurrently
 
-    ctx = mp.get_context("spawn")
     root = tmp_path / "corpus"
-    procs = [ctx.Process(target=_build_small, args=(str(root), str(tmp_path / f"id{i}"))) for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert run_concurrently(_build_small, [(str(root), str(tmp_path / f"id{i}")) for i in range(2)], 120) == [0, 0]
     ids = {(tmp_path / f"id{i}").read_text() for i in range(2)}
     assert ids == {build_corpus(root, n_train=6, n_val=0, n_test=2, progress=False).corpus_id}
     assert not (root / ".building").exists()

@@ -213,16 +213,10 @@ def _build_synthetic(run_dir: str, out: str) -> None:  # (module level: a spawne
 def test_two_processes_building_one_run_train_it_once(tmp_path):
     # two all.py invocations (or two Ray workers of one machine) on one cache may both need the same model:
     # the second must wait for the first and reuse its export, not train the run a second time into its directory
-    import multiprocessing as mp
+    from processes import run_concurrently
 
-    ctx = mp.get_context("spawn")
     run_dir = tmp_path / "runs" / "teacher-x"
-    procs = [ctx.Process(target=_build_synthetic, args=(str(run_dir), str(tmp_path / f"out{i}"))) for i in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(300)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert run_concurrently(_build_synthetic, [(str(run_dir), str(tmp_path / f"out{i}")) for i in range(2)]) == [0, 0]
     assert {(tmp_path / f"out{i}").read_text() for i in range(2)} == {str(run_dir / "export.safetensors")}
     assert [r["step"] for r in read_metrics(run_dir)] == list(range(40))  # each step logged once: one training
     assert json.loads((run_dir / "summary.json").read_text()).get("resumed_from") in (None, 0)
