@@ -71,10 +71,8 @@ def build_or_reuse(cfg: TrainConfig, run_dir: Path, *, force: bool, progress: bo
     second waits, then reuses the first's export."""
     run_dir = Path(run_dir)
     export = run_dir / "export.safetensors"
-    if export.exists() and not force:
-        return export
     with file_lock(run_dir.parent / f".{run_dir.name}.lock"):
-        if export.exists() and not force:  # (built by the holder this process waited for)
+        if export.exists() and not force:  # (finished earlier, or by the holder this process waited for)
             return export
         if force and run_dir.exists():
             shutil.rmtree(run_dir)
