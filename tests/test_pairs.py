@@ -183,7 +183,7 @@ def _tier(root):
         def retake(u, take):  # another take: the clip with independent noise
             return (units[u].audio + _noise(100 * u + take, N, 0.01)).astype(np.float32)
 
-        return Components(SR, units, vae, clap, {"fd": emb, "clap": emb}, {"test": "pairs"}, retake)
+        return Components(SR, units, vae, clap, {"fd": emb, "clap": emb}, {"test": "pairs", "vae": vae.checksum()}, retake)
 
     def build(run, teacher_export, cache=None):
         (seed,) = run.seeds
@@ -223,6 +223,9 @@ def test_pair_rows_through_the_runner(tmp_path, monkeypatch):
     rec = run_table(table, Namespace(out=str(out), seed=0), runner)
     res_d = {r["row"]: r["metrics"] for r in rec["rows"]}
     assert rec["columns"] == {"lpaps": "CLAP-LPAPS[tiny-clap]", "mel": "mel distance"}
+    # provenance names the VAE the table was made with (the report flags tables made with different ones)
+    assert rec["meta"]["components"]["vae"] == runner.comp.vae.checksum()
+    assert json.loads((out / f"{table.name}.json").read_text())["meta"]["components"] == rec["meta"]["components"]
 
     unit = runner.items()[0]
     net = P.TinyClapStages(runner.comp.embedders["clap"].clap)

@@ -137,6 +137,31 @@ def test_a_synthetic_result_renders_its_values_intervals_paper_numbers_and_verdi
         assert ref.startswith("#") or (tmp_path / ref).is_file(), ref
 
 
+def test_tables_made_with_different_vaes_are_flagged_and_one_vae_is_not(tmp_path):
+    rec = _synthetic(tmp_path)
+    rec["meta"]["components"] = {"vae": "aaaa1111", "corpus": "c1"}
+    (tmp_path / "tablex.json").write_text(json.dumps(rec))
+    other = json.loads(json.dumps(rec))
+    (tmp_path / "tabley.json").write_text(json.dumps(other))
+    (tmp_path / "tabley.md").write_text("# Table Y: another — tiny tier\n\nIt too.\n")
+
+    def warnings(page):
+        text = " ".join(" ".join(page.text).split())
+        return re.findall(r"These tables were not all made with the same VAE \(([^)]*)\)", text)
+
+    page = _parse(write_report(tmp_path, audio=False, log=lambda *a: None))
+    assert warnings(page) == []
+    assert list(page.tables) == ["tablex", "tabley"]
+    other["meta"]["components"]["vae"] = "bbbb2222"
+    (tmp_path / "tabley.json").write_text(json.dumps(other))
+    page = _parse(write_report(tmp_path, audio=False, log=lambda *a: None))
+    assert warnings(page) == ["VAE aaaa1111: tablex; VAE bbbb2222: tabley"]
+    del other["meta"]["components"]  # a table from before the record: its VAE is unknown, which is flagged too
+    (tmp_path / "tabley.json").write_text(json.dumps(other))
+    page = _parse(write_report(tmp_path, audio=False, log=lambda *a: None))
+    assert warnings(page) == ["VAE aaaa1111: tablex; VAE not recorded: tabley"]
+
+
 def _decode_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """An independent reader of 8-bit palette PNGs with filter type 0: (index [H, W], palette [N, 3])."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -223,6 +223,7 @@ figcaption{font-size:.85em;color:#555}
 .caption{font-style:italic;margin:1.2em 0 .3em}
 footer{margin-top:3em;font-size:.8em;color:#555;border-top:1px solid #ddd}footer table{font-size:.95em}
 footer td{text-align:left;white-space:normal}
+.warning{background:#fff4d6;border-left:4px solid #c99700;padding:.5em .8em}
 """
 
 
@@ -360,6 +361,9 @@ def render_html(tables: list[dict], figures: dict, examples: list[dict] | None, 
              "numbers and the paper's are not comparable in absolute value on the tiny tier (other data, "
              "embedders and models); the claims are what it checks.</p>",
              f"<nav>{nav}{LISTEN_LINK if examples else ''}</nav>"]
+    mixed = mixed_components_note(tables)
+    if mixed:
+        parts.append(f'<p class="warning">{_e(mixed)}</p>')
     for t in tables:
         rec = t["record"]
         trivial = "the low-pass anchor" if rec.get("kind") == "listening-test" else "the decoded-zeros row"
@@ -399,6 +403,25 @@ def render_html(tables: list[dict], figures: dict, examples: list[dict] | None, 
     return "\n".join(parts) + "\n"
 
 
+def _vae_of(t: dict) -> str | None:
+    return ((t["record"].get("meta") or {}).get("components") or {}).get("vae")
+
+
+def mixed_components_note(tables: list[dict]) -> str:
+    """A sentence when the evaluated tables were not all made with one VAE (their provenance records
+    the VAE's checksum; a table without that record predates it), else ""."""
+    by_vae: dict[str | None, list[str]] = {}
+    for t in tables:
+        if (t["record"].get("meta") or {}).get("n_units"):  # an evaluated table (not a kit or a timing)
+            by_vae.setdefault(_vae_of(t), []).append(t["name"])
+    if len(by_vae) < 2:
+        return ""
+    groups = "; ".join(f"VAE {v or 'not recorded'}: {', '.join(names)}" for v, names in by_vae.items())
+    return (f"These tables were not all made with the same VAE ({groups}); numbers of tables made with "
+            "different VAEs are not comparable with each other. Re-run the older ones "
+            "(python reproduce/all.py --tables ...) to bring them onto one instrument.")
+
+
 def _footer(tables: list[dict], meta: dict) -> str:
     rows = []
     for t in tables:
@@ -407,13 +430,14 @@ def _footer(tables: list[dict], meta: dict) -> str:
         wall = m.get("wall_seconds")
         rows.append("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in (
             t["name"], m.get("git_commit"), m.get("command"), m.get("device"), m.get("time"),
-            "-" if wall is None else f"{wall:.0f} s", ", ".join(f"{k} {val}" for k, val in v.items()))) + "</tr>")
+            "-" if wall is None else f"{wall:.0f} s", _vae_of(t) or "-",
+            ", ".join(f"{k} {val}" for k, val in v.items()))) + "</tr>")
     own = (f"This page: written by <code>{_e(meta.get('command', 'soundctm report'))}</code> at commit "
            f"<code>{_e(meta.get('git_commit'))}</code> on {_e(meta.get('time'))}")
     if meta.get("examples_from"):
         own += "; audio from " + ", ".join(f"{_e(k)} <code>{_e(v)}</code>" for k, v in meta["examples_from"].items())
     return ("<footer><h3>Provenance</h3><table><thead><tr><th>table</th><th>commit</th><th>command</th><th>device"
-            "</th><th>time</th><th>wall</th><th>versions</th></tr></thead><tbody>" + "".join(rows)
+            "</th><th>time</th><th>wall</th><th>VAE</th><th>versions</th></tr></thead><tbody>" + "".join(rows)
             + f"</tbody></table><p>{own}.</p></footer>")
 
 

@@ -60,6 +60,12 @@ def items_runner(table: Table, args, runner: Runner) -> Runner:
     return runner.with_items(**items)
 
 
+def component_checksums(identity: dict) -> dict[str, str]:
+    """The checksums among a tier's component identity (corpus, VAE, text encoder, ...): what a table's
+    provenance records, so that tables made with different components can be told apart."""
+    return {k: v for k, v in identity.items() if isinstance(v, str)}
+
+
 def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     """Run `table` (with `runner`, shared between tables, or a new one) and write its files. A
     listening test (Tables 4, 9) exports its kit instead (`experiments.listening.run_kit`), a speed table
@@ -71,7 +77,8 @@ def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     res = runner.run(table)
     out = Path(args.out) if args.out else tier.results_dir
     rec = write_result(res, out, seed=args.seed, n_units=len(runner.units), captions_per_unit=runner.K,
-                       samples_per_caption=runner.S, n_boot=runner.n_boot)
+                       samples_per_caption=runner.S, n_boot=runner.n_boot,
+                       components=component_checksums(runner.comp.identity))
     print()
     print(to_markdown(res, rec["meta"]))
     print(f"[{table.name}] wrote {out}/{table.name}.{{csv,md,json}} in {res.wall_seconds:.0f} s")
