@@ -183,7 +183,8 @@ def _tier(root):
         def retake(u, take):  # another take: the clip with independent noise
             return (units[u].audio + _noise(100 * u + take, N, 0.01)).astype(np.float32)
 
-        return Components(SR, units, vae, clap, {"fd": emb, "clap": emb}, {"test": "pairs", "vae": vae.checksum()}, retake)
+        return Components(SR, units, vae, clap, {"fd": emb, "clap": emb}, {"test": "pairs", "vae": vae.checksum()},
+                          retake)
 
     def build(run, teacher_export, cache=None):
         (seed,) = run.seeds
