@@ -25,6 +25,12 @@ def tiny_components_dir(cache: str | os.PathLike | None = None) -> Path:
     return base / "tiny" / "components"
 
 
+def committed_tiny_dir() -> Path:
+    """`results/tiny/checkpoints` of the source checkout: the tiny models that ship with the repository
+    (VAE, CLAP, evaluators, teacher, student). May not exist (an installed wheel)."""
+    return Path(__file__).resolve().parents[1] / "results" / "tiny" / "checkpoints"
+
+
 def weights_dir() -> Path:
     env = os.environ.get("SOUNDCTM_WEIGHTS")
     return Path(env).expanduser() if env else cache_dir() / "weights"

@@ -21,6 +21,8 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,7 +35,7 @@ from soundctm.data.corpus import caption_vocabulary, tiny_corpus
 from soundctm.io import file_lock, load_safetensors, write_json
 from soundctm.nn.text import TinyAudioConfig, TinyCLAP, TinyTextConfig, build_vocabulary, normalise_caption
 from soundctm.nn.vae import AudioAutoencoder, VAEConfig, vae_config
-from soundctm.paths import tiny_components_dir
+from soundctm.paths import committed_tiny_dir, tiny_components_dir
 from soundctm.provenance import provenance
 from soundctm.train.text import TextTrainConfig, retrieval_recall, train_clap
 from soundctm.train.vae import VAETrainConfig, evaluate_reconstruction, train_vae, vae_train_config
@@ -44,6 +46,8 @@ __all__ = [
     "components_dir",
     "load_split",
     "get_tiny_components",
+    "adopt_committed",
+    "component_keys",
     "evaluate_components",
     "main",
 ]
@@ -131,13 +135,17 @@ def get_tiny_components(
     force: bool = False,
     progress: bool = True,
     log=print,
+    committed: str | Path | None = None,
 ) -> tuple:
     """Build or load the tiny tier's components: (CorpusInfo, AudioAutoencoder, TinyCLAP).
 
     The VAE (with fitted latent normalisation) and the CLAP are cached under
     `components_dir(cache)`; a cached file is reused only if its key (corpus identity + every
-    setting) matches, otherwise it is rebuilt. `force=True` rebuilds both. Both models are
-    returned in eval mode with gradients disabled.
+    setting) matches. A missing one is taken from the committed files (`committed`, default
+    `results/tiny/checkpoints/` of the source checkout) when the committed file's recorded key is
+    the same key (the same corpus and settings: what training here would reproduce bit for bit),
+    and trained otherwise. `force=True` retrains both. Both models are returned in eval mode with
+    gradients disabled.
     """
 
     t_start = time.time()
@@ -145,16 +153,18 @@ def get_tiny_components(
     out = components_dir(cache)
     out.mkdir(parents=True, exist_ok=True)
     with file_lock(out / ".lock"):  # one builder at a time; a second process then loads what the first built
-        return _components_locked(corpus, out, config, force, progress, log, t_start)
+        return _components_locked(corpus, out, config, force, progress, log, t_start,
+                                  Path(committed) if committed is not None else committed_tiny_dir())
 
 
-def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: bool, progress: bool, log,
-                       t_start: float) -> tuple:
+def component_keys(corpus_id: str, config: TinyComponentsConfig = TinyComponentsConfig()) -> tuple[str, str]:
+    """(VAE key, CLAP key): the cache keys of the tiny components built on corpus `corpus_id` with
+    `config` (recorded in each file's metadata; a file is reused only under its own key)."""
     cfg = config.to_dict()
     vae_key = _key(
         {
             "v": FORMAT_VERSION,
-            "corpus": corpus.corpus_id,
+            "corpus": corpus_id,
             "seed": cfg["seed"],
             "vae": cfg["vae"],
             "vae_train": cfg["vae_train"],
@@ -164,13 +174,31 @@ def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: b
     clap_key = _key(
         {
             "v": FORMAT_VERSION,
-            "corpus": corpus.corpus_id,
+            "corpus": corpus_id,
             "seed": cfg["seed"],
             "text": cfg["text"],
             "audio": cfg["audio"],
             "clap_train": cfg["clap_train"],
         }
     )
+    return vae_key, clap_key
+
+
+def adopt_committed(committed: Path, dest: Path, key: str) -> bool:
+    """Copy the committed component file `committed` to `dest` (atomically) if its recorded key is
+    `key`; False (nothing written) if it is absent, unreadable or was built with other settings."""
+    if _recorded_key(committed) != key:
+        return False
+    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
+    shutil.copyfile(committed, tmp)
+    os.replace(tmp, dest)
+    return True
+
+
+def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: bool, progress: bool, log,
+                       t_start: float, committed: Path) -> tuple:
+    cfg = config.to_dict()
+    vae_key, clap_key = component_keys(corpus.corpus_id, config)
     vae_path, clap_path, build_path = out / "vae.safetensors", out / "clap.safetensors", out / "build.json"
     build = {}
     if build_path.exists() and not force:
@@ -187,6 +215,12 @@ def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: b
             train = load_split(corpus, "train")
         return train
 
+    adopted = []
+    for name, path, key in (("vae", vae_path, vae_key), ("clap", clap_path, clap_key)):
+        if not force and _recorded_key(path) != key and adopt_committed(committed / path.name, path, key):
+            log(f"using the committed {name} {committed / path.name} (built with these settings on this corpus)")
+            build[name] = {"key": key, "from": str(committed / path.name)}
+            adopted.append(name)
     vae = _load_if_current(AudioAutoencoder, vae_path, vae_key, force)
     if vae is None:
         _, audio, _ = train_split()
@@ -228,7 +262,10 @@ def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: b
         }
         clap.save(clap_path, extra_metadata={"key": clap_key, "corpus": corpus.corpus_id, "settings": cfg})
         build["clap"]["checksum"] = clap.checksum()
-    if train is not None:  # something was (re)built: record how
+    for name, model in (("vae", vae), ("clap", clap)):
+        if name in adopted:
+            build[name]["checksum"] = model.checksum()
+    if train is not None or adopted:  # something was (re)built or taken from the committed files: record how
         build.update(
             {
                 "format_version": FORMAT_VERSION,
@@ -244,15 +281,19 @@ def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: b
     return corpus, vae, clap
 
 
-def _load_if_current(cls, path: Path, key: str, force: bool):
-    if force or not path.exists():
+def _recorded_key(path: Path) -> str | None:
+    """The settings key a component file records; None if absent or unreadable (truncated: rebuild it)."""
+    if not path.exists():
         return None
-
     try:
         _, meta = load_safetensors(path)
-    except Exception:  # unreadable / truncated cache file: rebuild it
+    except Exception:
         return None
-    if meta.get("extra", {}).get("key") != key:
+    return meta.get("extra", {}).get("key")
+
+
+def _load_if_current(cls, path: Path, key: str, force: bool):
+    if force or _recorded_key(path) != key:
         return None
     return cls.load(path)
 
@@ -305,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="soundctm build-components", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", default=None, help="cache root (default: $SOUNDCTM_CACHE or ~/.cache/soundctm)")
     p.add_argument("--out", default=None, help="results JSON (default: results/tiny/components.json)")
-    p.add_argument("--force", action="store_true", help="retrain the VAE and CLAP even if cached")
+    p.add_argument("--force", action="store_true",
+                   help="retrain the VAE and CLAP even if cached or committed with these settings")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--vae",
