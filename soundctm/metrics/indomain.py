@@ -49,7 +49,7 @@ from soundctm.data.corpus import load_ground_truth, read_manifest, tiny_corpus
 from soundctm.io import load_safetensors, save_safetensors
 from soundctm.metrics.registry import Embedder, prepare_waveforms, register
 from soundctm.nn.text import get_text_encoder
-from soundctm.paths import cache_dir, committed_tiny_dir
+from soundctm.paths import cache_dir
 
 __all__ = [
     "LogMel",
@@ -434,7 +434,7 @@ def evaluator_filename(cfg: EvtConfig, corpus_csum: str) -> str:
 
 def committed_evaluators_dir() -> Path:
     """`results/tiny/checkpoints/evaluators` of the source checkout (may not exist in a wheel)."""
-    return committed_tiny_dir() / "evaluators"
+    return Path(__file__).resolve().parents[2] / "results" / "tiny" / "checkpoints" / "evaluators"
 
 
 def _rebuild_command(out_dir: Path, corpus_root: Path | None = None) -> str:
