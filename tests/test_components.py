@@ -100,3 +100,33 @@ def test_the_committed_vae_and_clap_are_the_ones_the_tier_settings_describe(corp
         assert meta["extra"]["key"] == key, (
             f"results/tiny/checkpoints/{name}.safetensors records key {meta['extra']['key']}, the tier's settings "
             f"give {key}: rebuild and commit it with `python reproduce/regression.py --update-reference`")
+
+
+def test_components_train_with_one_thread_whatever_the_caller_set(tmp_path, corpus, monkeypatch):
+    """A component's key names one set of weights only if it is always trained with the same thread count
+    (training is not bit-reproducible across thread counts: tests/test_determinism.py)."""
+    import dataclasses
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "corpus").symlink_to(_corpus_root() / "corpus")
+    cfg = C.TinyComponentsConfig()
+    cfg = dataclasses.replace(cfg, vae_train=dataclasses.replace(cfg.vae_train, steps=2),
+                              clap_train=dataclasses.replace(cfg.clap_train, steps=2))
+    seen = {}
+    for name in ("train_vae", "train_clap"):
+        real = getattr(C, name)
+
+        def recording(*a, _real=real, _name=name, **k):
+            seen[_name] = torch.get_num_threads()
+            return _real(*a, **k)
+
+        monkeypatch.setattr(C, name, recording)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        C.get_tiny_components(cache, config=cfg, progress=False, log=lambda *a: None, committed=tmp_path / "none")
+        assert torch.get_num_threads() == 2  # restored afterwards
+    finally:
+        torch.set_num_threads(prev)
+    assert seen == {"train_vae": C.TRAIN_THREADS, "train_clap": C.TRAIN_THREADS} and C.TRAIN_THREADS == 1

@@ -7,7 +7,6 @@ ever calls these fields.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from soundctm.nn.vae import AudioAutoencoder
 from soundctm.paths import MissingAssetsError, audiocaps_dir, cache_dir, weights_dir
 from soundctm.presets import PAPER_AUDIO
 from soundctm.train.components import get_tiny_components
+from soundctm.train.config import TRAIN_THREADS, pinned_threads  # noqa: F401  (re-exported)
 from soundctm.train.tiny import distill_tiny_student, train_tiny_teacher
 
 __all__ = ["Unit", "Components", "Tier", "TINY", "PAPER", "TIERS", "get_tier", "tiny_components", "paper_assets"]
@@ -95,22 +95,6 @@ class Tier:
 # ----------------------------------------------------------------------------------------- tiny
 
 
-@contextlib.contextmanager
-def pinned_threads(n: int):
-    """Run a block with `n` torch threads (restored afterwards).
-
-    Training is bit-reproducible for a given seed, torch build and thread count, but not across
-    thread counts (float reductions split differently, and the difference grows over training), so
-    the tiny tier trains everything with TRAIN_THREADS whatever `--threads` the user gives."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-
-
-TRAIN_THREADS = 1
 
 
 def _tiny_load(cache=None) -> Components:

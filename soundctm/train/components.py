@@ -37,6 +37,7 @@ from soundctm.nn.text import TinyAudioConfig, TinyCLAP, TinyTextConfig, build_vo
 from soundctm.nn.vae import AudioAutoencoder, VAEConfig, vae_config
 from soundctm.paths import committed_tiny_dir, tiny_components_dir
 from soundctm.provenance import provenance
+from soundctm.train.config import TRAIN_THREADS, pinned_threads
 from soundctm.train.text import TextTrainConfig, retrieval_recall, train_clap
 from soundctm.train.vae import VAETrainConfig, evaluate_reconstruction, train_vae, vae_train_config
 
@@ -228,11 +229,12 @@ def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: b
         _seed_everything(config.seed)
         vae = AudioAutoencoder(config.vae)
         t0 = time.time()
-        hist = train_vae(vae, audio, config.vae_train, progress=progress)
-        t1 = time.time()
-        vae.fit_normalisation_from_audio(
-            (audio[i : i + 16] for i in range(0, len(audio), 16)), config.sigma_data
-        )
+        with pinned_threads(TRAIN_THREADS):  # the key names one set of weights: one thread count
+            hist = train_vae(vae, audio, config.vae_train, progress=progress)
+            t1 = time.time()
+            vae.fit_normalisation_from_audio(
+                (audio[i : i + 16] for i in range(0, len(audio), 16)), config.sigma_data
+            )
         build["vae"] = {
             "key": vae_key,
             "train_seconds": t1 - t0,
@@ -252,7 +254,8 @@ def _components_locked(corpus, out: Path, config: TinyComponentsConfig, force: b
         log(f"training tiny CLAP on {len(audio)} clips ({config.clap_train.steps} steps)")
         _seed_everything(config.seed)
         clap = TinyCLAP(_vocabulary(caps), config.text, config.audio)
-        hist = train_clap(clap, audio, caps, config.clap_train, progress=progress)
+        with pinned_threads(TRAIN_THREADS):
+            hist = train_clap(clap, audio, caps, config.clap_train, progress=progress)
         build["clap"] = {
             "key": clap_key,
             "train_seconds": hist["seconds"],

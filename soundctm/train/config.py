@@ -5,6 +5,7 @@ loop share.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -18,7 +19,29 @@ from soundctm.ctm import DSM_WEIGHTINGS, REDUCTIONS, CTMLoss
 from soundctm.nn.precision import AMP
 from soundctm.presets import model_preset
 
+
+@contextlib.contextmanager
+def pinned_threads(n: int):
+    """Run a block with `n` torch threads (restored afterwards).
+
+    Training is bit-reproducible for a given seed, torch build and thread count, but not across
+    thread counts (float reductions split differently, and the difference grows over training), so
+    the tiny tier trains everything (components, teachers, students) with TRAIN_THREADS whatever
+    `--threads` the user gives."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+TRAIN_THREADS = 1
+
+
 __all__ = [
+    "TRAIN_THREADS",
+    "pinned_threads",
     "TrainConfig",
     "resolve_config",
     "config_from_dict",
