@@ -30,15 +30,18 @@ def _committed_run_dirs() -> list[str]:
 
 
 def test_the_amp_setting_keeps_the_keys_of_existing_runs():
-    """The committed teacher and student were trained before `amp` existed; their configs (from the export
-    metadata) must still give the run keys their run directories were named with."""
+    """The committed teacher's and student's configs (from the export metadata) give the run keys their run
+    directories were named with, and a config written before `amp` existed (no "amp" entry) reads as
+    amp = "off" and keeps its key."""
     dirs = _committed_run_dirs()
-    teacher = config_from_dict(read_export_metadata(CKPT / "teacher-tiny-dit.safetensors")["train_config"])
-    student = config_from_dict(read_export_metadata(CKPT / "student-tiny-dit.safetensors")["train_config"])
-    assert "amp" not in read_export_metadata(CKPT / "teacher-tiny-dit.safetensors")["train_config"]
+    meta = {r: read_export_metadata(CKPT / f"{r}-tiny-dit.safetensors")["train_config"] for r in ("teacher", "student")}
+    teacher, student = config_from_dict(meta["teacher"]), config_from_dict(meta["student"])
     tk = run_key(teacher, _components_key(None))
     sk = run_key(student, {"teacher": file_checksum(CKPT / "teacher-tiny-dit.safetensors")})
     assert f"teacher-tiny-dit-{tk}" in dirs and f"student-tiny-dit-d_teacher-{sk}" in dirs
+    assert teacher.amp == "off" and student.amp == "off"
+    before_amp = {k: v for k, v in meta["teacher"].items() if k != "amp"}
+    assert config_from_dict(before_amp).amp == "off" and run_key(config_from_dict(before_amp), _components_key(None)) == tk
     assert run_key(dataclasses.replace(teacher, amp="bf16"), _components_key(None)) != tk
     with pytest.raises(ValueError, match="amp"):
         resolve_config(dataclasses.replace(teacher, amp="fp8"))

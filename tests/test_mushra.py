@@ -82,6 +82,23 @@ def test_loudness_plan_brings_every_stimulus_to_the_target_and_lowers_it_for_all
         assert M.integrated_loudness(outs[k], sr) == pytest.approx(plan.target, abs=0.01)
 
 
+def test_loudness_plan_reaches_the_target_for_a_clip_whose_quiet_part_crosses_the_absolute_gate():
+    """1 s at about -62 LUFS then 2 s about 12 LU quieter: before the gain the quiet part is under BS.1770's
+    -70 LUFS gate, after +40 dB it is not (and within 10 LU of the loud part, so the relative gate keeps it):
+    the gain computed from the unscaled loudness misses the target by LUs."""
+    sr = 16000
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=sr) * 10 ** (-65 / 20)
+    b = rng.normal(size=2 * sr) * 10 ** (-74 / 20)
+    x = np.concatenate([a, b])
+    l0 = M.integrated_loudness(x, sr)
+    naive = M.integrated_loudness(M.apply_gain(x, -23.0 - l0), sr)
+    assert abs(naive + 23.0) > 1.0  # the case is the one described
+    plan = M.loudness_plan({"x": x}, sr, target=-23.0)
+    assert plan.target == -23.0
+    assert M.integrated_loudness(M.apply_gain(x, plan.gains_db["x"]), sr) == pytest.approx(-23.0, abs=0.01)
+
+
 def test_anchor_is_a_3_5_khz_low_pass_without_delay():
     sr = 16000
     lo, hi = _sine(1000, 0.5, sr, 1.0), _sine(4000, 0.5, sr, 1.0)

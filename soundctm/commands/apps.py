@@ -216,10 +216,12 @@ def _extend(argv) -> int:
         with torch.no_grad():
             out[k] = vae.decode(z)[0, 0].numpy()
         print(f"[{k + 1}/{n_seg}] segment of {seg / sr:.3f} s extended ({time.perf_counter() - t0:.1f} s)", flush=True)
-    # the observed band put back over the whole signal: the output's band below the cut-off is the observation
-    full = consistency(torch.as_tensor(out.reshape(-1), dtype=torch.float64),
-                       torch.as_tensor(obs.reshape(-1), dtype=torch.float64), a.cutoff, sr).numpy()
-    low, ext = obs.reshape(-1)[: len(x)], full[: len(x)].astype(np.float32)
+    # the observed band put back over the clip at the input's own length (the low-pass is a projection on
+    # signals of one length, so this makes the output's band below the cut-off the observation exactly)
+    low = lowpass(x.astype(np.float64), a.cutoff, sr)
+    ext = consistency(torch.as_tensor(out.reshape(-1)[: len(x)], dtype=torch.float64), torch.as_tensor(low),
+                      a.cutoff, sr).numpy().astype(np.float32)
+    low = low.astype(np.float32)
     stem = a.input.stem
     p_low = _write_wav(a.out / f"{stem}-lowpassed-{a.cutoff:g}Hz.wav", low, sr)
     p_ext = _write_wav(a.out / f"{stem}-extended-{a.steps}step.wav", ext, sr)

@@ -96,8 +96,29 @@ def loudness_plan(stimuli: dict[str, np.ndarray], sample_rate: int, target: floa
     eff = target
     for k, lk in audible.items():
         eff = min(eff, ceiling_db - (peak_db(stimuli[k]) - lk))
-    gains = {k: (eff - audible[k]) if k in audible else 0.0 for k in stimuli}
+    # BS.1770's absolute gate (-70 LUFS) is not scale-invariant: a clip with blocks near the gate changes its
+    # gated set under a large gain, so the gain is refined on the scaled clip, and the target lowered if a
+    # refined gain would put a peak over the ceiling
+    gains = {k: 0.0 for k in stimuli}
+    for _ in range(4):
+        for k, lk in audible.items():
+            gains[k] = _gain_to(stimuli[k], sample_rate, eff, lk)
+        over = max((peak_db(stimuli[k]) + gains[k] - ceiling_db for k in audible), default=0.0)
+        if over <= 1e-6:
+            break
+        eff -= over
     return LoudnessPlan(float(eff), float(target), gains, loud, silent)
+
+
+def _gain_to(wav: np.ndarray, sample_rate: int, target: float, loudness: float, tol: float = 1e-3) -> float:
+    """The gain (dB) that brings `wav` (integrated loudness `loudness`) to `target` LUFS, measured after scaling."""
+    g = target - loudness
+    for _ in range(8):
+        lk = integrated_loudness(apply_gain(wav, g), sample_rate)
+        if not math.isfinite(lk) or abs(lk - target) < tol:
+            break
+        g += target - lk
+    return float(g)
 
 
 def apply_gain(wav: np.ndarray, gain_db: float) -> np.ndarray:
