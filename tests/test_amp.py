@@ -41,7 +41,8 @@ def test_the_amp_setting_keeps_the_keys_of_existing_runs():
     assert f"teacher-tiny-dit-{tk}" in dirs and f"student-tiny-dit-d_teacher-{sk}" in dirs
     assert teacher.amp == "off" and student.amp == "off"
     before_amp = {k: v for k, v in meta["teacher"].items() if k != "amp"}
-    assert config_from_dict(before_amp).amp == "off" and run_key(config_from_dict(before_amp), _components_key(None)) == tk
+    old = config_from_dict(before_amp)
+    assert old.amp == "off" and run_key(old, _components_key(None)) == tk
     assert run_key(dataclasses.replace(teacher, amp="bf16"), _components_key(None)) != tk
     with pytest.raises(ValueError, match="amp"):
         resolve_config(dataclasses.replace(teacher, amp="fp8"))
