@@ -45,6 +45,19 @@ def file_lock(path: str | os.PathLike) -> Iterator[Path]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS says it (Linux), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:
     """Call `write_fn(tmp_path)` then rename onto `path`; a crash never leaves a half-written file."""
     path = Path(path)
@@ -55,6 +68,7 @@ def atomic_write(path: str | os.PathLike, write_fn) -> Path:
         write_fn(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file 0600; a written file gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
