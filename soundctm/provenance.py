@@ -43,6 +43,26 @@ def device_name() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def cpu_info() -> dict:
+    """The processor and the vector instructions torch's CPU kernels use on it ("AVX2", "AVX512", ...).
+
+    Training is bit-reproducible only on one kind of processor (README, "Determinism"): kernels chosen by CPU
+    features round differently, so a training report names the processor it ran on."""
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")) and ":" in line:
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        capability = None
+    return {"model": model or platform.processor() or platform.machine(), "capability": capability}
+
+
 def provenance(*, mark_dirty: bool = True, **extra) -> dict:
     """Commit, command, versions, device, platform and time, plus `extra` (seeds, settings, wall time)."""
     return {
@@ -52,10 +72,11 @@ def provenance(*, mark_dirty: bool = True, **extra) -> dict:
         "versions": {"soundctm": soundctm.__version__, "torch": torch.__version__, "numpy": np.__version__,
                      "scipy": scipy.__version__},
         "device": device_name(),
+        "cpu": cpu_info(),
         "platform": platform.platform(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **extra,
     }
 
 
-__all__ = ["REPO", "git_commit", "device_name", "provenance"]
+__all__ = ["REPO", "git_commit", "device_name", "cpu_info", "provenance"]

@@ -191,7 +191,10 @@ def test_sigkill_and_resume_gives_the_losses_of_an_uninterrupted_run(tmp_path):
         _cmd(tmp_path / "run", steps), env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["resumed_from"] >= 20
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["resumed_from"] >= 20
+    # the processor is part of what makes training reproducible: the report names it and torch's kernel level
+    assert summary["cpu"]["model"] and summary["cpu"]["capability"] == torch.backends.cpu.get_cpu_capability()
     a, b = read_metrics(tmp_path / "ref"), read_metrics(tmp_path / "run")
     assert [r["step"] for r in b] == list(range(steps))
     assert [r["loss"] for r in a] == [r["loss"] for r in b]

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from soundctm.io import write_json, write_text
 from soundctm.nn.precision import autocast_forward
 from soundctm.presets import model_preset
+from soundctm.provenance import cpu_info
 from soundctm.train.checkpoint import export_model, load_latest, save_checkpoint
 from soundctm.train.config import (  # noqa: F401  (TrainConfig & co. re-exported: the loop's settings)
     RESUMABLE_CHANGES,
@@ -356,6 +357,7 @@ def _run_training(
         "last": last,
         "export": str(export) if export else None,
         "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_info(),
         **memory_stats(device),
     }
     if main:
