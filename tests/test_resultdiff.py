@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from soundctm.experiments.resultdiff import compare_dirs, compare_tables, load_table
+from soundctm.experiments.resultdiff import compare_dirs, compare_tables, load_table, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +53,15 @@ def test_verdicts_and_self_tests_that_differ_are_listed():
     assert d.n_claims == 3
     assert sorted(d.flips) == ["(b) self-test: NOT SUPPORTED -> SUPPORTED", "(c): NOT SUPPORTED -> SUPPORTED"]
     assert compare_tables(A, A).flips == [] and compare_tables(A, A).max_rel == 0.0
+
+
+def test_claims_are_counted_by_name_even_when_the_name_holds_a_colon():
+    # the instrument's paired claims are named "paired: teacher better than teacher-euler-1 (fd)"
+    a = _table([_row("r", 1.0)], [_claim("paired: x (fd)", True, False), _claim("paired: x (kl)", True, False)])
+    b = _table([_row("r", 1.0)], [_claim("paired: x (fd)", False, True), _claim("paired: x (kl)", False, False)])
+    d = compare_tables(a, b)
+    assert d.differing == {"paired: x (fd)", "paired: x (kl)"} and len(d.flips) == 3
+    assert "- tablex: 0 of 2 claims decided the same way" in markdown([d])
 
 
 def test_a_zero_reference_value_compares_absolutely():

@@ -33,6 +33,7 @@ class TableDiff:
     only_a: list[str] = field(default_factory=list)  # rows only the first file has a value for
     only_b: list[str] = field(default_factory=list)
     flips: list[str] = field(default_factory=list)  # claims whose verdict or self-test differ, described
+    differing: set[str] = field(default_factory=set)  # the names of those claims
     n_claims: int = 0
 
     @property
@@ -93,13 +94,14 @@ def compare_tables(a: dict, b: dict, name: str = "") -> TableDiff:
     diff.n_claims = len(set(ca) | set(cb))
     for claim in sorted(set(ca) | set(cb)):
         if claim not in ca or claim not in cb:
-            diff.flips.append(f"{claim}: only in {'the first' if claim in ca else 'the second'} file")
-            continue
-        (sa, ta), (sb, tb) = ca[claim], cb[claim]
-        if sa != sb:
-            diff.flips.append(f"{claim}: {_word(sa)} -> {_word(sb)}")
-        if ta != tb:
-            diff.flips.append(f"{claim} self-test: {_word(ta)} -> {_word(tb)}")
+            found = [f"{claim}: only in {'the first' if claim in ca else 'the second'} file"]
+        else:
+            (sa, ta), (sb, tb) = ca[claim], cb[claim]
+            found = ([f"{claim}: {_word(sa)} -> {_word(sb)}"] if sa != sb else []) + \
+                    ([f"{claim} self-test: {_word(ta)} -> {_word(tb)}"] if ta != tb else [])
+        if found:
+            diff.flips += found
+            diff.differing.add(claim)
     return diff
 
 
@@ -139,8 +141,7 @@ def markdown(diffs: list[TableDiff]) -> str:
             lines.append(f"| {d.name} | {m.column} | {m.max_rel:.2e} | {m.row} | {_g(m.a)} | {_g(m.b)} |")
     lines.append("")
     for d in diffs:
-        same = d.n_claims - len({f.split(':')[0].replace(' self-test', '') for f in d.flips})
-        lines.append(f"- {d.name}: {same} of {d.n_claims} claims decided the same way"
+        lines.append(f"- {d.name}: {d.n_claims - len(d.differing)} of {d.n_claims} claims decided the same way"
                      + (f"; differing: {'; '.join(d.flips)}" if d.flips else ""))
         if d.only_a or d.only_b:
             lines.append(f"  rows only in the first: {', '.join(d.only_a) or '-'}; "
