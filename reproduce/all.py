@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(_script_dir().parent))
     from soundctm.experiments.main import items_runner, make_runner, parser, run_table
     from soundctm.experiments.progress import Progress, training_keys
+    from soundctm.experiments.runner import prepare_graph
     from soundctm.paths import MissingAssetsError
 
     ap = parser(__doc__)
@@ -60,22 +61,21 @@ def main(argv=None) -> int:
         runner = make_runner(args)
         progress = None if args.no_progress else Progress(workers=args.workers)
         runner.events = progress
-        if progress is not None:
-            progress.plan("train", training_keys(tables))
-            progress.plan_tables(len(tables))
-        runner.prepare_models(*tables)  # every table's trainings, side by side with --workers
         groups: dict[str, list] = {}  # tables by their item set (a table's own: Table.extra["items"])
         for t in tables:
             groups.setdefault(repr(sorted(getattr(t, "extra", {}).get("items", {}).items())), []).append(t)
         runners = {k: items_runner(ts[0], args, runner) for k, ts in groups.items()}
         if progress is not None:
+            progress.plan("train", training_keys(tables, runner.tier))
+            progress.plan_tables(len(tables))
             for k, ts in groups.items():
                 r = runners[k]
-                progress.plan("score", [r.scores_path(x).name for x in r.prepare_rows(ts)])
+                progress.plan("score", [r.score_node(x) for x in r.prepare_rows(ts)])
                 progress.plan("pair", [r.pair_node(x, t.metrics) for t in ts for x in t.rows if x.source == "pair"])
             print(progress.line("planned"), flush=True)
-        for k, ts in groups.items():
-            runners[k].prepare(ts)  # every table's rows, side by side with --workers
+        # every table's trainings and rows as one graph: with --workers, a student trains as soon as its
+        # teacher has landed and a row is scored as soon as its models are, beside the other trainings
+        prepare_graph([(runners[k], ts) for k, ts in groups.items()])
         for t in tables:
             print(f"== {t.name} ({args.tier}) ==", flush=True)
             run_table(t, args, runner)

@@ -5,8 +5,9 @@ workers, and imports nothing of soundctm above the utilities (the callers pass t
 Sections:
   1. Ray session helpers (`ray_available`, `cluster_address`, `init_ray`, `session_available`,
      `current_node`, `actor_resources`).
-  2. `run_tasks(fn, args, options=...)`: independent calls as Ray tasks with the resources and retries
-     they ask for (`map_tasks(fn, args, workers)`: the same, in process for workers <= 1);
+  2. `run_graph(nodes)`: a graph of calls as Ray tasks, each submitted once its dependencies have finished,
+     with the resources and retries it asks for; `run_tasks(fn, args, options=...)`: independent calls
+     (`map_tasks(fn, args, workers)`: the same, in process for workers <= 1);
      `nodes_missing(path)`: the nodes that cannot see a path (is a store shared?).
   3. `map_chunks_ray(fn, jobs, state=..., setup=...)`: chunks on a pool of actors, each holding one
      `setup(state)` (e.g. one embedder); `soundctm.metrics.extract.extract_files(map_chunks=...)`.
@@ -21,6 +22,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ __all__ = [
     "current_node",
     "fitting_nodes",
     "run_tasks",
+    "run_graph",
+    "TaskNode",
     "nodes_missing",
     "actor_resources",
     "map_tasks",
@@ -175,70 +179,157 @@ def _node_table() -> str:
                      for n in ray.nodes() if n.get("Alive"))
 
 
+@dataclass(frozen=True)
+class TaskNode:
+    """One node of a task graph (`run_graph`): `fn(*args)` as a Ray task once every node in `deps` (indices
+    into the graph's list) has finished. `args` is a tuple, or a callable evaluated in the driver when the node
+    is ready (so it may read what its dependencies' `on_result` recorded) returning the tuple, or None: the
+    node needs no task (e.g. its artifact exists) and counts as finished with result None. `options`: the
+    node's Ray task options (see `run_graph`)."""
+
+    fn: Callable
+    args: tuple | Callable[[], tuple | None] = ()
+    deps: tuple[int, ...] = ()
+    options: dict | None = None
+
+
 def run_tasks(fn: Callable, args: Sequence[tuple], *, options: dict | None = None, limit: int | None = None,
               on_result: Callable[[int, Any], None] | None = None, init_kwargs: dict | None = None,
               resource_wait_s: float | None = None) -> list:
     """[fn(*a) for a in args] as Ray tasks, in order; `on_result(i, result)` in the driver as each ends.
+    Independent calls: `run_graph` with no dependencies (see there for `options`, `limit`, errors)."""
+    return run_graph([TaskNode(fn, tuple(a), (), options) for a in args], limit=limit, on_result=on_result,
+                     init_kwargs=init_kwargs, resource_wait_s=resource_wait_s)
 
-    options: Ray task options: resources (`num_cpus` (default 1), `num_gpus`, `memory`, `resources`) and
-      `max_retries` (default 3: a task whose worker or node dies is run again elsewhere; an exception
-      raised by `fn` itself is not retried). `fn` must be importable by the workers (module level).
-    limit: at most this many tasks in flight (None: all at once; Ray queues them by resources).
+
+def run_graph(nodes: Sequence[TaskNode], *, limit: int | None = None,
+              on_result: Callable[[int, Any], None] | None = None, init_kwargs: dict | None = None,
+              resource_wait_s: float | None = None) -> list:
+    """Run a graph of tasks (`TaskNode`s; a node's deps come before it in the list) as Ray tasks: a node is
+    submitted as soon as its dependencies have finished, the ready node that comes first in the list first,
+    at most `limit` in flight (None: every ready node at once; Ray queues them by resources). So independent
+    work never waits for a stage: a student trains as soon as its teacher has landed, and a row is scored
+    while other trainings still run. Returns the results in list order; `on_result(i, result)` runs in the
+    driver as node i finishes (before its dependents' args are evaluated).
+
+    options (per node): Ray task options: resources (`num_cpus` (default 1), `num_gpus`, `memory`,
+      `resources`) and `max_retries` (default 3: a task whose worker or node dies is run again elsewhere; an
+      exception raised by `fn` itself is not retried). `fn` must be importable by the workers (module level).
     A task that no node can hold is an error, not a wait forever: at once for a local session, after
     `resource_wait_s` (default CLUSTER_WAIT_S) on a joined cluster, whose autoscaler may add the node.
-    When a task fails, the others still finish (and reach `on_result`); then the first error is raised.
+    When a node fails, the nodes that depend on it (directly or not) are not run, every other node still
+    finishes (and reaches `on_result`); then the first error is raised.
     Joins a running cluster or starts a local session when none is connected (`init_ray(**init_kwargs)`;
-    a local one gets `num_cpus=limit` unless told) and disconnects afterwards.
+    a local one gets `num_cpus=limit` unless told) at the first task (a graph whose nodes all need no task
+    starts nothing) and disconnects afterwards.
     """
+    for i, n in enumerate(nodes):
+        bad = [d for d in n.deps if not 0 <= d < i]
+        if bad:
+            raise ValueError(f"task node {i} depends on {bad}: a node may depend only on nodes before it")
     ray = _require_ray()
-    opts = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False, **(options or {})}
+    base = {"num_cpus": 1, "max_retries": 3, "retry_exceptions": False}
+    opts = [{**base, **(n.options or {})} for n in nodes]
     init_kwargs = dict(init_kwargs or {})
     if limit and "num_cpus" not in init_kwargs:
         init_kwargs["num_cpus"] = max(int(limit), 1)
-    started = init_ray(**init_kwargs)
+    session = {"started": False, "wait_s": resource_wait_s}  # joined or started at the first task, not before
+
+    def connect():
+        session["started"] = init_ray(**init_kwargs)
+        if session["wait_s"] is None:
+            session["wait_s"] = 0.0 if _session["local"] and session["started"] else CLUSTER_WAIT_S
+        if session["wait_s"] <= 0:
+            for o in {repr(sorted(_demand(o).items())): o for o in opts}.values():
+                if not fitting_nodes(o):
+                    raise RuntimeError(f"no node of the Ray cluster can run a task asking for {_demand(o)} "
+                                       f"(nodes: {_node_table()})")
+
     try:
-        if resource_wait_s is None:
-            resource_wait_s = 0.0 if _session["local"] and started else CLUSTER_WAIT_S
-        if not fitting_nodes(opts) and resource_wait_s <= 0:
-            raise RuntimeError(f"no node of the Ray cluster can run a task asking for {_demand(opts)} "
-                               f"(nodes: {_node_table()})")
-        remote = ray.remote(fn).options(**opts)
-        queue, pending, out = list(enumerate(args)), {}, [None] * len(args)
+        remotes: dict[tuple, Any] = {}
+
+        def remote(i):
+            if not remotes:
+                connect()
+            key = (nodes[i].fn, repr(sorted(opts[i].items())))
+            if key not in remotes:
+                remotes[key] = ray.remote(nodes[i].fn).options(**opts[i])
+            return remotes[key]
+
+        out: list = [None] * len(nodes)
+        state = ["waiting"] * len(nodes)  # -> running -> done | failed | dropped (a dependency failed)
+        pending: dict[Any, int] = {}
         first_error: BaseException | None = None
         starved_since = None
-        while queue or pending:
-            while queue and (limit is None or len(pending) < limit):
-                i, a = queue.pop(0)
-                pending[remote.remote(*a)] = i
+
+        def finish(i, result):
+            out[i], state[i] = result, "done"
+            if on_result is not None:
+                on_result(i, result)
+
+        def fail(i, err):
+            nonlocal first_error
+            state[i] = "failed"
+            first_error = first_error or err
+
+        while True:
+            progressed = True
+            while progressed:  # submit ready nodes in list order (a node that needs no task finishes at once)
+                progressed = False
+                for i, n in enumerate(nodes):
+                    if state[i] != "waiting":
+                        continue
+                    if any(state[d] in ("failed", "dropped") for d in n.deps):
+                        state[i], progressed = "dropped", True
+                        continue
+                    if not all(state[d] == "done" for d in n.deps):
+                        continue
+                    if limit is not None and len(pending) >= limit:
+                        break
+                    try:
+                        a = n.args() if callable(n.args) else n.args
+                    except Exception as e:  # the driver-side preparation of a node failed
+                        fail(i, e)
+                        progressed = True
+                        continue
+                    if a is None:
+                        finish(i, None)
+                    else:
+                        pending[remote(i).remote(*a)] = i
+                        state[i] = "running"
+                    progressed = True
+            if not pending:
+                break
+            resource_wait_s = session["wait_s"]
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0 if resource_wait_s < 10 else 5.0)
             if not done:
-                if fitting_nodes(opts):
+                if all(fitting_nodes(opts[i]) for i in set(pending.values())):
                     starved_since = None
                     continue
                 starved_since = starved_since or time.monotonic()
                 if time.monotonic() - starved_since > resource_wait_s:
+                    need = [_demand(opts[i]) for i in set(pending.values()) if not fitting_nodes(opts[i])]
                     for ref in pending:
                         ray.cancel(ref, force=True)
                     raise RuntimeError(f"for {resource_wait_s:.0f} s no node of the Ray cluster could run a task "
-                                       f"asking for {_demand(opts)} (nodes: {_node_table()})")
+                                       f"asking for {need[0] if need else '?'} (nodes: {_node_table()})")
                 continue
             for ref in done:
                 i = pending.pop(ref)
                 try:
-                    out[i] = ray.get(ref)
+                    result = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:
-                    first_error = first_error or e.as_instanceof_cause()
+                    fail(i, e.as_instanceof_cause())
                     continue
                 except ray.exceptions.RayError as e:  # retries exhausted, task cancelled, ...
-                    first_error = first_error or e
+                    fail(i, e)
                     continue
-                if on_result is not None:
-                    on_result(i, out[i])
+                finish(i, result)
         if first_error is not None:
             raise first_error
         return out
     finally:
-        if started:
+        if session["started"]:
             ray.shutdown()
 
 

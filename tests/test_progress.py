@@ -60,6 +60,8 @@ def test_runner_events_fresh_then_cached(tmp_path):
     events = []
     runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1)
     runner.events = lambda *e: events.append(e)
+    planned = [runner.score_node(r) for r in runner.prepare_rows([table])]  # known before any training
+    assert not runner._exports and len(set(planned)) == 2
     runner.prepare([table])
     runner.run(table)
     train = [e for e in events if e[0] == "train"]
@@ -67,8 +69,8 @@ def test_runner_events_fresh_then_cached(tmp_path):
     assert {e[1] for e in train} == keys == set(training_keys([table]))
     assert [e[2] for e in train] == ["start", "done"] * len(keys)  # one training at a time, in process
     scored = {e[1] for e in events if e[0] == "score" and e[2] == "done"}
-    assert scored == {runner.scores_path(r).name for r in runner.prepare_rows([table])}
-    assert {runner.scores_path(r).name for r in (S1, S4)} == scored  # the pair's rows, not the pair row
+    assert scored == set(planned) == {runner.score_node(r) for r in runner.prepare_rows([table])}
+    assert {runner.score_node(r) for r in (S1, S4)} == scored  # the pair's rows, not the pair row
     pair = [e for e in events if e[0] == "pair"]
     assert [e[1:3] for e in pair] == [(runner.pair_node(table.row("near"), table.metrics), "start"),
                                       (runner.pair_node(table.row("near"), table.metrics), "done")]
@@ -94,11 +96,13 @@ def test_all_py_plans_runs_and_reports_progress(tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     assert all_py.main(["--tables", "a,b", "--out", str(out), "--no-report"]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[progress")]
-    # 3 trainings (teacher + 2 student seeds) first; then the plan: 2 rows of a (S1 and zeros) + 2 of b's
-    # smaller item set (S1 and S4 for its pair row)
-    assert lines[0].startswith("[progress") and "train 1/3" in lines[0]
+    # the whole plan before anything is built (the score keys do not need the trained models): 3 trainings
+    # (teacher + 2 student seeds), 2 rows of a (S1 and zeros) + 2 of b's smaller item set (S1 and S4 for its
+    # pair row); then the trainings
     (planned,) = [x for x in lines if "planned" in x]
-    assert "train 3/3" in planned and "score 0/4" in planned and "pair 0/1" in planned and "tables 0/2" in planned
+    assert lines[0] == planned
+    assert "train 0/3" in planned and "score 0/4" in planned and "pair 0/1" in planned and "tables 0/2" in planned
+    assert "train 1/3" in lines[1]
     assert "train 3/3" in lines[-1] and "score 4/4" in lines[-1] and "pair 1/1" in lines[-1]
     assert "tables 2/2" in lines[-1] and "wrote b" in lines[-1]
     a, b = (json.loads((out / f"{n}.json").read_text()) for n in "ab")

@@ -119,8 +119,11 @@ class Progress:
         return f"[progress {fmt_seconds(self.clock() - self.t0)}] " + " | ".join(parts)
 
 
-def training_keys(tables) -> list[str]:
-    """The progress keys of every training the tables need (each run and seed, their teachers too)."""
+def training_keys(tables, tier=None) -> list[str]:
+    """The progress keys of every training the tables need (each run and seed, their teachers too; with
+    `tier`, also the runs a table uses on that tier itself: `model_runs(tier)`, e.g. Table 8's)."""
     runs = {run for t in tables for r in t.rows for run in r.runs()}
+    if tier is not None:
+        runs |= {run for t in tables if hasattr(t, "model_runs") for run in t.model_runs(tier)}
     runs |= {r.teacher for r in runs if r.teacher is not None}
     return sorted({train_key(r, s) for r in runs for s in r.seeds})

@@ -224,18 +224,18 @@ class Runner:
             self._shas[run] = [file_sha(p) for p in self.exports(run)]
         return self._shas[run]
 
+    def table_runs(self, tables) -> set[Run]:
+        """Every run the tables need trained on this tier: their rows' runs (a pair row: its two rows'), the
+        teachers of those, and the runs a table times or uses itself (`model_runs(tier)`, e.g. Table 8's)."""
+        runs = {run for t in tables for r in t.rows for run in r.runs()}
+        runs |= {run for t in tables if hasattr(t, "model_runs") for run in t.model_runs(self.tier)}
+        return runs | {r.teacher for r in runs if r.teacher is not None}
+
     def prepare_models(self, *tables: Table) -> None:
-        """Train every run of the tables: teachers first, then students (independent runs in parallel;
-        on Ray every run and seed is one "train" task, see the module docstring)."""
-        runs = {run for t in tables for r in t.rows for run in r.runs()}  # (a pair row: its two rows' runs)
-        teachers = {r.teacher for r in runs if r.teacher is not None} | {r for r in runs if r.kind == "teacher"}
-        students = {r for r in runs if r.kind == "student"}
-        for stage in (sorted(teachers, key=repr), sorted(students, key=repr)):
-            jobs = [(r, s) for r in stage for s in r.seeds if r not in self._exports]
-            if jobs and self.on_ray():
-                self._train_on_ray(jobs)
-            for r in stage:
-                self.exports(r)
+        """Train every run of the tables (`prepare_graph` without the scores): in process teachers first,
+        then students; on Ray every run and seed is one "train" task, a student's as soon as its teacher's
+        has landed."""
+        prepare_graph([(self, list(tables))], scores=False)
 
     # ------------------------------------------------------------------ generation
     def _conditioning(self, model, captions):
@@ -367,10 +367,10 @@ class Runner:
         key_settings = self._scores_settings(row)
         path = self._scores_file(key_settings)
         if path.exists():
-            self.event("score", path.name, "cached")
+            self.event("score", self.score_node(row), "cached")
             return _load_scores(path)
         t0 = time.time()
-        self.event("score", path.name, "start")
+        self.event("score", self.score_node(row), "start")
         wavs, pair, caps = self.audio(row)
         names = [f"{i:06d}" for i in range(len(wavs))]
         ev = self._embed("fd", wavs, names)
@@ -384,7 +384,7 @@ class Runner:
         unit, _, _ = self.items()
         sc = ItemScores(unit, ev["embeddings"], ev["frames"], probs, clap, pair)
         _save_scores(path, sc, key_settings)
-        self.event("score", path.name, "done", time.time() - t0)
+        self.event("score", self.score_node(row), "done", time.time() - t0)
         self.log(f"[runner]   {row.name}: scored {len(wavs)} clips ({time.time() - t0:.0f} s)")
         return sc
 
@@ -532,10 +532,9 @@ class Runner:
                            time.time() - t_start, skipped, memory, memory_column, seed_values)
 
     def prepare(self, tables: list[Table]) -> None:
-        """Build every artifact of several tables at once (all their trainings, then all their rows), so
-        that with workers > 1 independent work of different tables runs side by side."""
-        self.prepare_models(*tables)
-        self._score_all(self.prepare_rows(tables))
+        """Build every artifact of several tables at once (their trainings and their rows: `prepare_graph`),
+        so that with workers > 1 independent work of different tables runs side by side."""
+        prepare_graph([(self, list(tables))])
 
     def pair_node(self, row: Row, metrics) -> str:
         """The progress key of pair row `row` on this runner's items (`Runner.event`)."""
@@ -547,11 +546,17 @@ class Runner:
         for t in tables:
             for r in (x for row in t.rows for x in (row.pair if row.source == "pair" else (row,))):
                 if self.skip_reason(r) is None:
-                    p = self.scores_path(r)
-                    if p not in seen:
-                        seen.add(p)
+                    key = self.score_node(r)
+                    if key not in seen:
+                        seen.add(key)
                         rows.append(r)
         return rows
+
+    def score_node(self, row: Row) -> str:
+        """The progress key of `row`'s scores on this runner's items (`Runner.event`): named by the settings
+        that determine its models rather than by their checksums (`scores_path`), so that it is known before
+        the models are trained."""
+        return f"score-{settings_hash([self._base_settings(), row.generation_settings()])}"
 
     def _score_all(self, rows: list[Row]) -> dict[str, ItemScores]:
         """Every row's scores; on Ray the missing ones (and the reference) are computed as "score" /
@@ -605,30 +610,45 @@ class Runner:
                 "samples_per_caption": self.S, "n_boot": self.n_boot, "store": self.artifacts.uri,
                 "max_retries": self.max_retries}
 
-    def _train_on_ray(self, jobs: list[tuple[Run, int]]) -> None:
-        spec = self._task_spec()
-        teacher_of = {}
-        for r, _ in jobs:
-            if r.teacher is not None and r not in teacher_of:
-                self.exports(r.teacher)
-                teacher_of[r] = (self.model_shas(r.teacher)[0], self._origin.get(r.teacher, [None])[0])
-        args = [(spec, r.single(s), *teacher_of.get(r, (None, None))) for r, s in jobs]
-        t0 = time.time()
+    def _train_args(self, run: Run, seed: int) -> tuple:
+        """The "train" task's arguments for one run and seed (its teacher trained: the driver knows its sha)."""
+        t = run.teacher
+        teacher = (self.model_shas(t)[0], self._origin.get(t, [None])[0]) if t is not None else (None, None)
+        return (self._task_spec(), run.single(seed), *teacher)
 
-        def landed(i, res):
-            r, s = jobs[i]
-            n = r.seeds.index(s)
-            self._exports.setdefault(r, [None] * len(r.seeds))[n] = self.store / _model_name(res["sha"])
-            self._shas.setdefault(r, [None] * len(r.seeds))[n] = res["sha"]
-            self._origin.setdefault(r, [None] * len(r.seeds))[n] = res["origin"]
-            self.event("train", train_key(r, s), "done", res.get("seconds"))
-            self.log(f"[runner] model: {r.kind} {r.backbone} seed {s} {dict(r.options) or ''}-> {res['sha']} "
-                     f"(node {res['node'][:8]}, {time.time() - t0:.0f} s)")
+    def _trained(self, run: Run, seed: int, res: dict, t0: float) -> None:
+        """A "train" task landed: record its export (read from the store), sha and origin."""
+        n = run.seeds.index(seed)
+        self._exports.setdefault(run, [None] * len(run.seeds))[n] = self.store / _model_name(res["sha"])
+        self._shas.setdefault(run, [None] * len(run.seeds))[n] = res["sha"]
+        self._origin.setdefault(run, [None] * len(run.seeds))[n] = res["origin"]
+        self.artifacts.fetch(_model_name(res["sha"]))  # (a URI store: into the mirror, for this process' own use)
+        self.event("train", train_key(run, seed), "done", res.get("seconds"))
+        self.log(f"[runner] model: {run.kind} {run.backbone} seed {seed} {dict(run.options) or ''}-> {res['sha']} "
+                 f"(node {res['node'][:8]}, {time.time() - t0:.0f} s)")
 
-        self.log(f"[runner] training {len(jobs)} model(s) as Ray tasks ({self.tier.task_resources('train')} each)")
-        self._run_tasks("train", _build_task, args, landed)
-        for sha in {res for r, _ in jobs for res in self._shas[r]}:
-            self.artifacts.fetch(_model_name(sha))  # (a URI store: into the mirror, for this process' own use)
+    def _score_args(self, row: Row | None) -> tuple | None:
+        """The "score" ("reference": row None) task's arguments, or None when the artifact is in the store."""
+        name = self.reference_path().name if row is None else self.scores_path(row).name
+        if self.artifacts.exists(name):
+            if row is not None:
+                self.event("score", self.score_node(row), "cached")
+            return None
+        if row is not None:
+            self.event("score", self.score_node(row), "start")
+        models = {run: self._published(run) for run in row.runs()} if row is not None else {}
+        return (self._task_spec(), models, row, name)
+
+    def _scored(self, row: Row | None, res: dict, t0: float) -> None:
+        name = self.reference_path().name if row is None else self.scores_path(row).name
+        self.artifacts.fetch(name)  # (a URI store: into the local mirror; a folder: nothing to do)
+        if row is not None:
+            self.event("score", self.score_node(row), "done", res.get("seconds"))
+        self.log(f"[runner]   {row.name if row is not None else 'reference'}: scored on node {res['node'][:8]} "
+                 f"in {res['seconds']:.0f} s ({time.time() - t0:.0f} s since the first task)")
+
+    def _score_on_ray(self, rows: list[Row]) -> None:
+        _run_graph(self, [], [(self, None)] + [(self, r) for r in rows])
 
     def model_origins(self, run: Run) -> list[str]:
         """Where each seed's export of `run` was made (its run directory, named with the run key), for the
@@ -660,36 +680,88 @@ class Runner:
             self.artifacts.fetch(name)
         return out
 
-    def _score_on_ray(self, rows: list[Row]) -> None:
-        spec, jobs, seen = self._task_spec(), [], set()
-        ref = self.reference_path().name
-        if not self.artifacts.exists(ref):
-            jobs.append(("reference", None, ref, {}))
-            seen.add(ref)
-        for r in rows:
-            name = self.scores_path(r).name
-            if name in seen or self.artifacts.exists(name):
-                continue
-            seen.add(name)
-            jobs.append(("score", r, name, {run: self._published(run) for run in r.runs()}))
-        t0 = time.time()
-        # one batch when both kinds ask for the same resources (the usual case), else one batch per kind
-        same = self.tier.task_resources("reference") == self.tier.task_resources("score")
-        for batch in ([jobs] if same else [[j for j in jobs if j[0] == k] for k in ("reference", "score")]):
-            if not batch:
-                continue
-            self.log(f"[runner] scoring {len(batch)} artifact(s) as Ray tasks "
-                     f"({self.tier.task_resources(batch[-1][0])} each)")
 
-            def landed(i, res, batch=batch):
-                r = batch[i][1]
-                self.event("score", batch[i][2], "done", res.get("seconds"))
-                self.log(f"[runner]   {r.name if r is not None else 'reference'}: scored on node {res['node'][:8]} "
-                         f"in {res['seconds']:.0f} s ({time.time() - t0:.0f} s since the first task)")
+def prepare_graph(plan: list[tuple[Runner, list[Table]]], *, scores: bool = True) -> None:
+    """Build the artifacts of several tables, each group on its runner (`plan`: (runner, tables); the runners
+    share their trained models: `Runner.with_items`): every training of the tables' runs and, with `scores`,
+    every row's scores (and each item set's reference).
 
-            self._run_tasks(batch[-1][0], _score_task, [(spec, m, r, name) for _, r, name, m in batch], landed)
-        for name in [self.reference_path().name] + [self.scores_path(r).name for r in rows]:
-            self.artifacts.fetch(name)  # (a URI store: into the local mirror; a folder: nothing to do)
+    On Ray (`Runner.on_ray`) this is one task graph (`distributed.run_graph`): a student's training starts
+    as soon as its teacher's has landed, a row is scored as soon as its models are, trainings before scorings
+    where both are ready; so no worker idles while work it could do waits for a stage. In process: the
+    teachers, then the students, then each group's rows, one at a time."""
+    if not plan:
+        return
+    head = plan[0][0]
+    for r, _ in plan[1:]:
+        if r._exports is not head._exports:
+            raise ValueError("prepare_graph: the runners of one plan must share their trained models "
+                             "(make them with Runner.with_items)")
+    runs = set().union(*(r.table_runs(ts) for r, ts in plan))
+    teachers = sorted((r for r in runs if r.kind == "teacher"), key=repr)
+    students = sorted((r for r in runs if r.kind == "student"), key=repr)
+    if not head.on_ray():
+        for r in teachers + students:
+            head.exports(r)
+        if scores:
+            for runner, ts in plan:
+                runner._score_all(runner.prepare_rows(ts))
+        return
+    trainings = [(r, s) for r in teachers + students if r not in head._exports for s in r.seeds]
+    scorings = []
+    if scores:
+        for runner, ts in plan:
+            rows = runner.prepare_rows(ts)
+            scorings += [(runner, None)] * bool(rows) + [(runner, row) for row in rows]
+    _run_graph(head, trainings, scorings)
+
+
+def _run_graph(head: Runner, trainings: list[tuple[Run, int]], scorings: list[tuple[Runner, Row | None]]) -> None:
+    """Trainings (run, seed; a student after its teacher) and scorings (runner, row; None: that runner's
+    reference) as one Ray task graph; each node's arguments are made when it is ready (`_train_args`,
+    `_score_args`: an artifact already in the store needs no task)."""
+    nodes, kinds, index = [], [], {}
+    t0 = time.time()
+
+    def task_options(kind: str) -> dict:
+        return {**head.tier.task_resources(kind), "max_retries": head.max_retries}
+
+    def train_args(run: Run, seed: int):
+        head.event("train", train_key(run, seed), "start")
+        return head._train_args(run, seed)
+
+    for run, seed in trainings:
+        deps = tuple(index[(run.teacher, s)] for s in (run.teacher.seeds if run.teacher else ())
+                     if (run.teacher, s) in index)
+        index[(run, seed)] = len(nodes)
+        nodes.append(distributed.TaskNode(_build_task, functools.partial(train_args, run, seed), deps,
+                                          task_options("train")))
+        kinds.append(("train", head, (run, seed)))
+    for runner, row in scorings:
+        deps = tuple(index[(run, s)] for run in (row.runs() if row is not None else ()) for s in run.seeds
+                     if (run, s) in index)
+        kind = "reference" if row is None else "score"
+        nodes.append(distributed.TaskNode(_score_task, functools.partial(runner._score_args, row), deps,
+                                          task_options(kind)))
+        kinds.append((kind, runner, row))
+    if not nodes:
+        return
+
+    def landed(i, res):
+        if res is None:  # found in the store: no task ran
+            return
+        kind, runner, what = kinds[i]
+        if kind == "train":
+            runner._trained(*what, res, t0)
+        else:
+            runner._scored(what, res, t0)
+
+    n_train = len(trainings)
+    head.log(f"[runner] {n_train} training(s) and {len(nodes) - n_train} scoring(s) as one Ray task graph "
+             f"(train: {head.tier.task_resources('train')}, score: {head.tier.task_resources('score')} each)")
+    head._check_store()
+    distributed.run_graph(nodes, limit=head.workers if head.workers > 1 else None, on_result=landed,
+                          resource_wait_s=head.resource_wait_s)
 
 
 def _save_scores(path: Path, sc: ItemScores, settings: dict) -> None:

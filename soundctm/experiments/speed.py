@@ -76,8 +76,13 @@ class SpeedTable:
     kind: str = KIND
 
     @property
-    def rows(self) -> tuple:  # nothing for `Runner.prepare` to score: the models are built when timed
+    def rows(self) -> tuple:  # nothing for `Runner.prepare` to score: the models are timed, not scored
         return ()
+
+    def model_runs(self, tier) -> tuple:
+        """The runs this table times on `tier` (`Runner.table_runs`: trained with the other tables' runs, in
+        parallel with --workers): the tier's trained models; none on the paper tier (random weights)."""
+        return () if tier.name == "paper" else tuple(s.run for s in self.systems)
 
     def run(self, args, runner=None) -> dict:
         """What `experiments.main.run_table` (and so `reproduce/all.py`) calls."""
