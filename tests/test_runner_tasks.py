@@ -90,3 +90,17 @@ def test_the_scores_file_is_the_commit_point(tmp_path, monkeypatch):
     RN._save_scores(path, sc, {"row": "x"})
     back = RN._load_scores(path)
     assert np.array_equal(back.frames, sc.frames) and np.array_equal(back.clap, sc.clap)
+
+
+def test_the_runs_a_table_needs_include_those_it_times(tmp_path):
+    from scripts import load_script
+
+    from soundctm.experiments.catalog import AUDIO_LCM, CONSISTENCY_TTA, STUDENT, TEACHER, UNET_TEACHER
+
+    table8 = load_script("table8").TABLE
+    tiny = RN.Runner(TINY, tmp_path, log=lambda *a: None)
+    # Table 8 scores no rows but times the tier's trained models: they (and their teachers) are trained
+    # with every other table's runs, so that --workers trains them side by side
+    assert table8.rows == ()
+    assert tiny.table_runs([table8]) == {STUDENT, TEACHER, CONSISTENCY_TTA, AUDIO_LCM, UNET_TEACHER}
+    assert RN.Runner(PAPER, tmp_path, log=lambda *a: None).table_runs([table8]) == set()  # random weights there
