@@ -104,3 +104,16 @@ def test_the_runs_a_table_needs_include_those_it_times(tmp_path):
     assert table8.rows == ()
     assert tiny.table_runs([table8]) == {STUDENT, TEACHER, CONSISTENCY_TTA, AUDIO_LCM, UNET_TEACHER}
     assert RN.Runner(PAPER, tmp_path, log=lambda *a: None).table_runs([table8]) == set()  # random weights there
+
+
+def test_a_task_that_found_its_artifact_keeps_the_makers_record(tmp_path):
+    store = open_store(tmp_path / "store")
+    made = RN._NodeLog(store, "train-x", "train").done(artifact="models/a.safetensors")
+    first = json.loads(store.read_text("nodes/train-x.json"))
+    assert made["seconds"] == pytest.approx(first["seconds"]) and first["artifact"] == "models/a.safetensors"
+    RN._NodeLog(store, "train-x", "train").done(reused=True, artifact="models/a.safetensors")
+    assert json.loads(store.read_text("nodes/train-x.json")) == first  # when the work was done, not found
+    RN._NodeLog(store, "train-y", "train").done(reused=True)  # found, but no maker's record: this one
+    assert json.loads(store.read_text("nodes/train-y.json"))["key"] == "train-y"
+    RN._NodeLog(store, "train-x", "train").done()  # made again (e.g. a retry): the new record
+    assert json.loads(store.read_text("nodes/train-x.json"))["start"] > first["start"]

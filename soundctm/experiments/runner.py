@@ -810,10 +810,13 @@ class _NodeLog:
         self.store.write_text(f"nodes/{key}.started.{self.where['node_id'][:16]}.{os.getpid()}",
                               json.dumps({**self.where, "start": self.t0}))
 
-    def done(self, **extra) -> dict:
+    def done(self, reused: bool = False, **extra) -> dict:
+        """Record the task; `reused`: it found its artifact already made (in the store), and the record of
+        the task that made it, if any, is kept (`reproduce/timeline.py` reads when the work was done)."""
         rec = {"key": self.key, "kind": self.kind, **self.where, "start": self.t0, "end": time.time(),
                "seconds": time.time() - self.t0, **extra}
-        self.store.write_text(f"nodes/{self.key}.json", json.dumps(rec, indent=1))
+        if not (reused and self.store.exists(f"nodes/{self.key}.json")):
+            self.store.write_text(f"nodes/{self.key}.json", json.dumps(rec, indent=1))
         return {"node": rec["node_id"], "seconds": rec["seconds"], **extra}
 
 
@@ -838,8 +841,10 @@ def _build_task(spec: dict, run: Run, teacher_sha: str | None, teacher_origin: s
     teacher = _local_model(store, teacher_sha, teacher_origin) if teacher_sha else None
     export = Path(tier.build(run, teacher, runner.cache))
     sha = file_sha(export)
-    store.put_file(_model_name(sha), export)
-    return log.done(artifact=_model_name(sha), sha=sha, origin=str(export.resolve()))
+    reused = store.exists(_model_name(sha))  # trained (and published) before: this task only found it
+    if not reused:
+        store.put_file(_model_name(sha), export)
+    return log.done(reused=reused, artifact=_model_name(sha), sha=sha, origin=str(export.resolve()))
 
 
 def _score_task(spec: dict, models: dict, row: Row | None, name: str) -> dict:
