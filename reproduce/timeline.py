@@ -10,12 +10,14 @@ Only work inside tasks is recorded: the driver's own (a table's intervals, pair 
 """
 
 import argparse
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
 
+from soundctm.experiments.store import open_store  # noqa: E402
 from soundctm.experiments.timeline import format_summary, gantt, read_records, summarise  # noqa: E402
 from soundctm.paths import cache_dir  # noqa: E402
 
@@ -38,7 +40,9 @@ def when(text: str | None) -> float | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--store", default=None, help="the artifact store folder (default: <cache>/<tier>/artifacts)")
+    ap.add_argument("--store", default=os.environ.get("SOUNDCTM_STORE"),
+                    help="the artifact store: a folder or a URI, as all.py's --store (default: $SOUNDCTM_STORE or "
+                         "<cache>/<tier>/artifacts)")
     ap.add_argument("--cache", default=None, help="artifact cache (default: $SOUNDCTM_CACHE or ~/.cache/soundctm)")
     ap.add_argument("--tier", default="tiny")
     ap.add_argument("--since", default=None, help="only tasks that started then or later (ISO, UTC; or epoch s)")
@@ -46,15 +50,15 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="the run's --workers (for utilisation and the bound)")
     ap.add_argument("--png", default=None, help="also draw the tasks as a Gantt chart here")
     args = ap.parse_args(argv)
-    store = Path(args.store) if args.store else Path(args.cache or cache_dir()).expanduser() / args.tier / "artifacts"
-    if not (store / "nodes").is_dir():
-        print(f"no task records under {store}/nodes (a run with --workers > 1 or on a cluster writes them)",
+    store = open_store(args.store or Path(args.cache or cache_dir()).expanduser() / args.tier / "artifacts")
+    if not store.list("nodes"):
+        print(f"no task records in {store.uri}/nodes (a run with --workers > 1 or on a cluster writes them)",
               file=sys.stderr)
         return 2
     records = read_records(store, since=when(args.since), until=when(args.until))
     print(format_summary(summarise(records, args.workers)))
     if args.png and records:
-        print(f"wrote {gantt(records, args.png, title=f'{store} ({len(records)} tasks)')}")
+        print(f"wrote {gantt(records, args.png, title=f'{store.uri} ({len(records)} tasks)')}")
     return 0
 
 

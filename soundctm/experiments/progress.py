@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from soundctm.experiments.runner import train_key
+from soundctm.experiments.runner import table_runs, train_key
 
 __all__ = ["Progress", "KINDS", "REUSED_S", "fmt_seconds", "training_keys"]
 
@@ -120,10 +120,7 @@ class Progress:
 
 
 def training_keys(tables, tier=None) -> list[str]:
-    """The progress keys of every training the tables need (each run and seed, their teachers too; with
-    `tier`, also the runs a table uses on that tier itself: `model_runs(tier)`, e.g. Table 8's)."""
-    runs = {run for t in tables for r in t.rows for run in r.runs()}
-    if tier is not None:
-        runs |= {run for t in tables if hasattr(t, "model_runs") for run in t.model_runs(tier)}
-    runs |= {r.teacher for r in runs if r.teacher is not None}
+    """The progress keys of every training the tables need (each run and seed of `runner.table_runs`: their
+    teachers too; with `tier`, also the runs a table uses on that tier itself, e.g. Table 8's)."""
+    runs = table_runs(tables, tier)
     return sorted({train_key(r, s) for r in runs for s in r.seeds})

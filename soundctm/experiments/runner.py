@@ -59,7 +59,7 @@ from soundctm.train.checkpoint import load_export, read_export_metadata
 from soundctm.train.config import config_from_dict
 from soundctm.train.memory import MEMORY_STEPS, training_memory
 
-__all__ = ["Runner", "TableResult", "settings_hash"]
+__all__ = ["Runner", "TableResult", "settings_hash", "prepare_graph", "table_runs"]
 
 FORMAT = 1
 BATCH = 40  # generation batch
@@ -86,6 +86,16 @@ def generation_code(row: Row) -> tuple[str, ...]:
     consistency model's ("cm") also on its consistency function (cd.py)."""
     code = GENERATION_CODE + A.APP_CODE if A.is_app(row) else GENERATION_CODE
     return code + ("cd.py",) if row.source == "sampler" and row.sampler == "cm" else code
+
+
+def table_runs(tables, tier: Tier | None = None) -> set[Run]:
+    """Every run the tables need trained: their rows' runs (a pair row: its two rows'), the teachers of
+    those, and, given the `tier`, the runs a table times or uses itself there (`model_runs(tier)`, e.g.
+    Table 8's)."""
+    runs = {run for t in tables for r in t.rows for run in r.runs()}
+    if tier is not None:
+        runs |= {run for t in tables if hasattr(t, "model_runs") for run in t.model_runs(tier)}
+    return runs | {r.teacher for r in runs if r.teacher is not None}
 
 
 @functools.cache
@@ -225,11 +235,8 @@ class Runner:
         return self._shas[run]
 
     def table_runs(self, tables) -> set[Run]:
-        """Every run the tables need trained on this tier: their rows' runs (a pair row: its two rows'), the
-        teachers of those, and the runs a table times or uses itself (`model_runs(tier)`, e.g. Table 8's)."""
-        runs = {run for t in tables for r in t.rows for run in r.runs()}
-        runs |= {run for t in tables if hasattr(t, "model_runs") for run in t.model_runs(self.tier)}
-        return runs | {r.teacher for r in runs if r.teacher is not None}
+        """Every run the tables need trained on this tier (`table_runs`)."""
+        return table_runs(tables, self.tier)
 
     def prepare_models(self, *tables: Table) -> None:
         """Train every run of the tables (`prepare_graph` without the scores): in process teachers first,
@@ -627,9 +634,13 @@ class Runner:
         self.log(f"[runner] model: {run.kind} {run.backbone} seed {seed} {dict(run.options) or ''}-> {res['sha']} "
                  f"(node {res['node'][:8]}, {time.time() - t0:.0f} s)")
 
+    def _scores_name(self, row: Row | None) -> str:
+        """The scores file of `row` (None: the reference) in the store."""
+        return self.reference_path().name if row is None else self.scores_path(row).name
+
     def _score_args(self, row: Row | None) -> tuple | None:
         """The "score" ("reference": row None) task's arguments, or None when the artifact is in the store."""
-        name = self.reference_path().name if row is None else self.scores_path(row).name
+        name = self._scores_name(row)
         if self.artifacts.exists(name):
             if row is not None:
                 self.event("score", self.score_node(row), "cached")
@@ -640,8 +651,7 @@ class Runner:
         return (self._task_spec(), models, row, name)
 
     def _scored(self, row: Row | None, res: dict, t0: float) -> None:
-        name = self.reference_path().name if row is None else self.scores_path(row).name
-        self.artifacts.fetch(name)  # (a URI store: into the local mirror; a folder: nothing to do)
+        self.artifacts.fetch(self._scores_name(row))  # (a URI store: into the local mirror; a folder: nothing to do)
         if row is not None:
             self.event("score", self.score_node(row), "done", res.get("seconds"))
         self.log(f"[runner]   {row.name if row is not None else 'reference'}: scored on node {res['node'][:8]} "
@@ -842,8 +852,7 @@ def _build_task(spec: dict, run: Run, teacher_sha: str | None, teacher_origin: s
     export = Path(tier.build(run, teacher, runner.cache))
     sha = file_sha(export)
     reused = store.exists(_model_name(sha))  # trained (and published) before: this task only found it
-    if not reused:
-        store.put_file(_model_name(sha), export)
+    store.put_file(_model_name(sha), export)  # (a no-op when it is there)
     return log.done(reused=reused, artifact=_model_name(sha), sha=sha, origin=str(export.resolve()))
 
 

@@ -17,20 +17,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from soundctm.experiments.store import open_store
+
 __all__ = ["read_records", "summarise", "format_summary", "lanes", "gantt"]
 
 
 def read_records(store, since: float | None = None, until: float | None = None) -> list[dict]:
-    """The task records under `store` (an `experiments.store.Store`, or a folder holding `nodes/`) that
-    started at or after `since` and ended at or before `until` (epoch seconds; None: no bound), by start."""
-    if hasattr(store, "list"):
-        names = [n for n in store.list("nodes") if n.endswith(".json")]
-        texts = [store.read_text(n) for n in names]
-    else:
-        texts = [p.read_text() for p in sorted((Path(store) / "nodes").glob("*.json"))]
+    """The task records in `store` (an `experiments.store.Store`, or what `open_store` opens: a folder or a
+    URI) that started at or after `since` and ended at or before `until` (epoch seconds; None: no bound), by
+    start."""
+    store = open_store(store)
     out = []
-    for t in texts:
-        rec = json.loads(t)
+    for name in (n for n in store.list("nodes") if n.endswith(".json")):
+        rec = json.loads(store.read_text(name))
         if not {"kind", "start", "end"} <= set(rec):
             continue
         if (since is None or rec["start"] >= since) and (until is None or rec["end"] <= until):
