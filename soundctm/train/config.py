@@ -51,6 +51,7 @@ __all__ = [
     "KINDS",
     "CHOICES",
     "KEY_OMIT_IF_DEFAULT",
+    "BOOKKEEPING",
 ]
 
 KINDS = ("teacher", "distill")
@@ -70,7 +71,10 @@ KEY_OMIT_IF_DEFAULT = ("dsm_weighting", "k_sampling", "loss_reduction", "grid_to
 CTM_ONLY = {"distance": "d_teacher", "gan": False, "dsm_weighting": "none", "k_sampling": "per-example",
             "loss_reduction": "sum-channels", "grid_to_zero": False}
 KEY_OMIT_IF_DEFAULT += ("amp",)  # mixed precision, off by default (a later setting, like those above)
-RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device"}
+KEY_OMIT_IF_DEFAULT += ("lr_final_fraction", "export_ema_std")
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device",
+                     "fidelity_items"}
+BOOKKEEPING = ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export", "fidelity_items")
 TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
 TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
 STUDENT_LR_TINY = 2e-4  # tiny students: larger than the paper's 8e-5 to fit a CPU budget
@@ -88,8 +92,13 @@ class TrainConfig:
     optimizer: str | None = None  # "adamw" | "radam"; teacher default adamw, student radam (App. C)
     weight_decay: float = 0.0
     warmup_steps: int = 0
+    lr_final_fraction: float = 1.0  # cosine decay after warm-up to lr * this at the last step (1.0: constant)
     seed: int = 0
     ema_mu: float | None = None  # teacher: 0.999; student: preset.ema_mu (Eq. 7's sg EMA)
+    # the exported weights of a student: None = the target EMA above (sg(theta) of Eq. 7, mu = ema_mu); a
+    # float = a separate power-function EMA (EDM2, Karras et al. 2024) of that relative standard deviation
+    # sigma_rel, whose averaging window grows with the run, so it suits any run length
+    export_ema_std: float | None = None
     grad_clip: float = 1000.0
     p_uncond: float | None = None
     # distillation (Algorithm 2)
@@ -128,6 +137,10 @@ class TrainConfig:
     # bookkeeping
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
+    # a distillation on the tiny data scores its exported weights against the teacher's ODE at every checkpoint
+    # on this many validation captions (`soundctm.fidelity`; the curve lands in summary.json and fidelity.png);
+    # 0: not at all. Bookkeeping: not part of a run's key.
+    fidelity_items: int = 40
     threads: int | None = None
     device: str = "cpu"
     export: bool = True
@@ -210,6 +223,15 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     for name, allowed in CHOICES.items():
         if getattr(out, name) not in allowed:
             raise ValueError(f"unknown {name} {getattr(out, name)!r}; expected one of {allowed}")
+    if not 0 < out.lr_final_fraction <= 1:
+        raise ValueError(f"lr_final_fraction must be in (0, 1], got {out.lr_final_fraction}")
+    if out.export_ema_std is not None:
+        if out.kind != "distill":
+            raise ValueError("export_ema_std is a distillation setting (a teacher exports its EMA)")
+        if not 0 < out.export_ema_std < 0.28:
+            raise ValueError(f"export_ema_std (sigma_rel) must be in (0, 0.28), got {out.export_ema_std}")
+    if out.fidelity_items < 0:
+        raise ValueError(f"fidelity_items must be >= 0, got {out.fidelity_items}")
     if out.huber_c is not None and out.huber_c <= 0:
         raise ValueError(f"huber_c must be positive, got {out.huber_c}")
     return out

@@ -151,7 +151,9 @@ def tiny_conditioned(preset, cache=None, *, split: str = "train", log=print) -> 
             corpus.dataset(split, verbose=False),
             lambda wav: vae.encode(wav),
             cache_root=root,
-            corpus_id=corpus.corpus_id,
+            # the cache key names the corpus, not the split: every split but "train" (whose key is kept as
+            # it was) names itself, so a validation cache is never the training one
+            corpus_id=corpus.corpus_id if split == "train" else f"{corpus.corpus_id}-{split}",
             vae_checksum=vae.checksum(),
             sample_rate=corpus.sample_rate,
             clip_samples=corpus.clip_samples,

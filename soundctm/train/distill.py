@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from soundctm import fidelity
 from soundctm.cd import CD_OBJECTIVES, CDLoss, cd_losses, draw_cd
 from soundctm.ctm import (
     CTMLoss,
@@ -39,7 +40,7 @@ from soundctm.rng import derive_seed, example_generators
 from soundctm.train.checkpoint import load_export
 from soundctm.train.components import get_tiny_components
 from soundctm.train.config import TrainConfig, allreduce_mean
-from soundctm.train.data import pairs_for, worker_indices
+from soundctm.train.data import pairs_for, tiny_conditioned, worker_indices
 from soundctm.train.gan import (
     AudioDiscriminators,
     discriminator_hinge_loss,
@@ -47,7 +48,7 @@ from soundctm.train.gan import (
     generator_hinge_loss,
 )
 
-__all__ = ["DistillTask", "tiny_student_config"]
+__all__ = ["DistillTask", "tiny_student_config", "power_ema_gamma", "validation_probe", "VALIDATION_SEED"]
 
 
 class DistillTask:
@@ -97,6 +98,10 @@ class DistillTask:
         )
         self.preset = self.model.preset
         self.ema = make_ema(self.model)
+        # the exported weights: the target EMA, or a separate power-function EMA (`export_ema_std`)
+        self.export_ema = make_ema(self.model) if cfg.export_ema_std is not None else None
+        self._power_gamma = power_ema_gamma(cfg.export_ema_std) if cfg.export_ema_std is not None else None
+        self._probe = None
         sigmas = karras_sigmas(cfg.n_grid)
         if cfg.grid_to_zero:  # the official grid: sigma 0 appended, reached by one Euler step (heun_solve)
             sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
@@ -212,20 +217,74 @@ class DistillTask:
         return {"disc": loss_d.detach()}
 
     def extra_state(self) -> dict:
-        if self.gan is None:
-            return {}
-        return {"discriminators": self.gan.state_dict(), "disc_optimizer": self.gan_opt.state_dict()}
+        out = {}
+        if self.gan is not None:
+            out.update(discriminators=self.gan.state_dict(), disc_optimizer=self.gan_opt.state_dict())
+        if self.export_ema is not None:
+            out["export_ema"] = self.export_ema.state_dict()
+        return out
 
     def load_extra_state(self, state: dict) -> None:
         if self.gan is not None:
             self.gan.load_state_dict(state["discriminators"])
             self.gan_opt.load_state_dict(state["disc_optimizer"])
+        if self.export_ema is not None:
+            self.export_ema.load_state_dict(state["export_ema"])
 
     def update_ema(self, step: int) -> None:
         ema_update(self.ema, self.model, self.cfg.ema_mu)
+        if self.export_ema is not None:  # EDM2's power-function EMA: beta_t = (1 - 1/t)^(gamma + 1), t = step + 1
+            ema_update(self.export_ema, self.model, (1.0 - 1.0 / (step + 1)) ** (self._power_gamma + 1.0))
+
+    @property
+    def export_model(self):
+        """The weights the run exports (and scores at its checkpoints)."""
+        return self.export_ema if self.export_ema is not None else self.ema
+
+    def checkpoint_metrics(self, step: int) -> dict:
+        """The exported weights' teacher-ODE error and omega response on validation captions
+        (`soundctm.fidelity`), at a checkpoint: {"fidelity": {...}} or {} (synthetic data, fidelity_items 0)."""
+        cfg = self.cfg
+        if cfg.fidelity_items <= 0 or cfg.data != "tiny" or self.objective in CD_OBJECTIVES:
+            return {}
+        with torch.random.fork_rng(devices=[]):  # the training's random stream is left as it was
+            if self._probe is None:
+                self._probe = validation_probe(self.teacher, self.preset, cfg.cache, cfg.fidelity_items, self.device)
+            return {"fidelity": fidelity.summarize(self.export_model, self._probe, n_boot=200)}
 
     def export_extra(self) -> dict:
         return {"teacher": self.teacher_info}
+
+
+def power_ema_gamma(sigma_rel: float) -> float:
+    """The exponent gamma of EDM2's power-function EMA with relative standard deviation sigma_rel: the root of
+    sigma_rel^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3)) (Karras et al. 2024, Eq. 3), found by bisection
+    (the right side decreases in gamma > 0 from 1/12 at gamma = 0)."""
+    if not 0 < sigma_rel < 12 ** -0.5:
+        raise ValueError(f"sigma_rel must be in (0, {12 ** -0.5:.4f}), got {sigma_rel}")
+    f = lambda g: (g + 1) / ((g + 2) ** 2 * (g + 3)) - sigma_rel ** 2
+    lo, hi = 0.0, 1.0
+    while f(hi) > 0:
+        hi *= 2
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+VALIDATION_SEED = 10_000  # the probe's prior noise seeds: VALIDATION_SEED + i for validation clip i
+
+
+def validation_probe(teacher, preset, cache, n_items: int, device) -> fidelity.FidelityProbe:
+    """The fidelity probe of a tiny distillation: the first `n_items` validation clips (their first caption),
+    prior noise seeds VALIDATION_SEED + i, the teacher's Heun-40 references at omega 2 and 5."""
+    val = tiny_conditioned(preset, cache, split="val", log=lambda *a, **k: None)
+    first: dict[int, int] = {}
+    for p, c in enumerate(val.pair_clip.tolist()):
+        first.setdefault(c, p)
+    pairs = [first[c] for c in sorted(first)][:n_items]
+    cond = val.cond[pairs].to(device)
+    return fidelity.build_probe(teacher, cond, val.uncond.to(device), [VALIDATION_SEED + i for i in range(len(pairs))])
 
 
 def tiny_student_config(

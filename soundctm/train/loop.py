@@ -273,7 +273,7 @@ def _run_training(
             t0 = time.perf_counter()
             task.model.train()
             for gr in opt.param_groups:
-                gr["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps)
+                gr["lr"] = lr_at(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.lr_final_fraction)
             out = task.losses(step, ctx.rank, ctx.world)
             opt.zero_grad(set_to_none=True)
             (out["loss"] if scaler is None else scaler.scale(out["loss"])).backward()
@@ -299,6 +299,8 @@ def _run_training(
             allreduce_mean([scalars])
             dt = time.perf_counter() - t0
             last = {k: float(v) for k, v in zip(task.log_keys, scalars)}
+            nxt = step + 1
+            at_checkpoint = nxt % cfg.checkpoint_every == 0 or nxt == cfg.steps
             rec = {
                 "step": step,
                 **last,
@@ -308,6 +310,11 @@ def _run_training(
                 "skipped_steps": skipped,
                 **memory_stats(device),
             }
+            if at_checkpoint and main and hasattr(task, "checkpoint_metrics"):
+                t_eval = time.perf_counter()
+                extra = task.checkpoint_metrics(nxt)
+                if extra:
+                    rec.update(extra, eval_seconds=time.perf_counter() - t_eval)
             if mf is not None:
                 mf.write(json.dumps(rec) + "\n")
                 mf.flush()
@@ -316,8 +323,7 @@ def _run_training(
                 bar.update(1)
             if not skip and not math.isfinite(last["loss"]) and cfg.nonfinite == "raise":
                 raise FloatingPointError(f"non-finite loss at step {step}: {last}")
-            nxt = step + 1
-            if nxt % cfg.checkpoint_every == 0 or nxt == cfg.steps:
+            if at_checkpoint:
                 st = {
                     "step": nxt,
                     "model": task.model.state_dict(),
@@ -341,7 +347,7 @@ def _run_training(
     if main and cfg.export:
         export = export_model(
             run_dir / "export.safetensors",
-            task.ema,
+            getattr(task, "export_model", task.ema),
             kind=task.export_kind,
             preset=task.preset,
             train_config=cfg.to_dict(),
@@ -360,6 +366,61 @@ def _run_training(
         "cpu": cpu_info(),
         **memory_stats(device),
     }
+    curve = fidelity_curve(mpath) if main else []
+    if curve:
+        summary["fidelity_curve"] = curve
+        plot_fidelity_curve(curve, run_dir / "fidelity.png", title=f"{cfg.kind} {cfg.preset}: {run_dir.name}")
     if main:
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def fidelity_curve(metrics_path: Path) -> list[dict]:
+    """[{"step", "fidelity"}] of every checkpoint record of a run's metrics.jsonl that holds a fidelity score."""
+    if not Path(metrics_path).exists():
+        return []
+    out = []
+    for line in Path(metrics_path).read_text().splitlines():
+        rec = json.loads(line)
+        if "fidelity" in rec:
+            out.append({"step": int(rec["step"]) + 1, "fidelity": rec["fidelity"]})
+    return out
+
+
+def plot_fidelity_curve(curve: list[dict], path: Path, title: str = "") -> None:
+    """The teacher-ODE error (1 and 4 steps, each omega, 95 % intervals) and the omega response against the
+    training step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [c["step"] for c in curve]
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    for wkey in curve[0]["fidelity"]["error"]:
+        for n in ("1", "4"):
+            d = [c["fidelity"]["error"][wkey][n] for c in curve]
+            ax.errorbar(steps, [x["value"] for x in d], yerr=[[x["value"] - x["lo"] for x in d],
+                                                             [x["hi"] - x["value"] for x in d]],
+                        marker="o", capsize=2, label=f"ω = {wkey[1:]}, {n} step{'s' if n != '1' else ''}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("‖z − z_Heun40‖² / ‖z_Heun40‖²")
+    ax.set_title("teacher-ODE error (validation captions)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    if "omega_response" in curve[0]["fidelity"]:
+        d = [c["fidelity"]["omega_response"]["4"]["value"] for c in curve]
+        ax2.plot(steps, d, marker="o", label="student, 4 steps")
+        ax2.axhline(curve[0]["fidelity"]["teacher_omega_response"]["value"], color="k", ls="--",
+                    label="teacher, Heun 40")
+        ax2.set_xlabel("training step")
+        ax2.set_ylabel("‖z(ω=2) − z(ω=5)‖² / ‖z(ω=5)‖²")
+        ax2.set_title("ω response")
+        ax2.set_ylim(bottom=0)
+        ax2.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

@@ -39,7 +39,7 @@ MEMORY_STEPS = 3
 def training_memory(cfg, steps: int = MEMORY_STEPS, *, timeout: float = 900.0) -> dict[str, float]:
     """Peak memory of `steps` training steps of `cfg` (a `TrainConfig`) in a fresh process (see module doc)."""
     c = dataclasses.replace(resolve_config(cfg), steps=int(steps), export=False, checkpoint_every=10**9,
-                            threads=cfg.threads or 1, gan_start=0)  # every term of the loss active
+                            fidelity_items=0, threads=cfg.threads or 1, gan_start=0)  # every term of the loss active
     with tempfile.TemporaryDirectory(prefix="soundctm-mem-") as tmp:
         cfg_path = Path(tmp) / "config.json"
         cfg_path.write_text(json.dumps(c.to_dict()))

@@ -15,7 +15,7 @@ from soundctm.data.latent_cache import file_checksum
 from soundctm.io import file_lock
 from soundctm.paths import cache_dir
 from soundctm.train.components import TinyComponentsConfig
-from soundctm.train.config import KEY_OMIT_IF_DEFAULT, TrainConfig, resolve_config
+from soundctm.train.config import BOOKKEEPING, KEY_OMIT_IF_DEFAULT, TrainConfig, resolve_config
 from soundctm.train.distill import tiny_student_config
 from soundctm.train.loop import run_training
 from soundctm.train.teacher import tiny_teacher_config
@@ -30,7 +30,7 @@ def runs_dir(cache=None) -> Path:
 def run_key(cfg: TrainConfig, extra: dict | None = None) -> str:
     """Short hash of every setting that changes the trained weights (not threads / checkpoint cadence)."""
     d = resolve_config(cfg).to_dict()
-    for k in ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export"):
+    for k in BOOKKEEPING:
         d.pop(k, None)
     defaults = TrainConfig()
     for k in KEY_OMIT_IF_DEFAULT:
