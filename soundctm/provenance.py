@@ -22,16 +22,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def git_commit(mark_dirty: bool = True) -> str | None:
-    """HEAD of the checkout this package runs from (None outside git); `+dirty` with tracked edits
-    outside results/ (a run rewriting its own result tables does not make the code dirty)."""
+    """HEAD of the checkout this package runs from (None outside git, and for a copy that lies inside
+    some other work tree: an unpacked source tarball, a venv's site-packages); `+dirty` with tracked
+    edits outside results/ (a run rewriting its own result tables does not make the code dirty)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        if out.returncode != 0 or not out.stdout.strip():
+        out = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10)
+        lines = out.stdout.splitlines()
+        if out.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != REPO:
             return None
+        head = lines[1]
         dirty = mark_dirty and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
                                                ":(exclude)results"], cwd=REPO,
                                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
+        return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
 

@@ -94,7 +94,11 @@ def cluster():
     mp.setenv("RAY_AUTH_MODE", "disabled")
     mp.delenv("RAY_ADDRESS", raising=False)
     temp = tempfile.mkdtemp(prefix="rc", dir="/tmp")  # short: Unix socket paths are limited to 107 bytes
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0, "temp_dir": temp,
+    # Cluster writes the head's address to <default temp root>/ray/ray_current_cluster whatever temp_dir
+    # it is given; RAY_TMPDIR makes that root this session's own folder (a fresh TMPDIR has no ray/)
+    mp.setenv("RAY_TMPDIR", temp)
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0,
+                                                      "temp_dir": os.path.join(temp, "ray"),
                                                       "include_dashboard": False})
     gpu = [c.add_node(num_cpus=1, num_gpus=1) for _ in range(2)]
     cpu = [c.add_node(num_cpus=1)]

@@ -8,12 +8,14 @@ a benchmark call must produce what the library pipeline (text tower -> sample ->
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from scripts import load_script
 
+import soundctm
 from soundctm.experiments import gpubench as G
 from soundctm.sampling import karras_steps, sample
 
@@ -70,7 +72,15 @@ def test_the_script_times_every_mode_and_writes_the_json(tmp_path):
     assert {r["mode"] for r in rows} == {"eager-fp32", "bf16"}  # no CUDA graph on a CPU
     assert len(rows) == 2 * 2 * 2 and all(r["median_s"] > 0 and len(r["seconds"]) == 2 for r in rows)
     assert [(r["steps"], r["nu"]) for r in rows[:4]] == [(1, 1.0), (2, 1.0), (1, 5.0), (2, 5.0)]
-    assert res["env"]["device_type"] == "cpu" and res["env"]["device"] and res["provenance"]["git_commit"] is not None
+    assert res["env"]["device_type"] == "cpu" and res["env"]["device"]
+    # the commit of the checkout the code runs from; none in a tree that is not one (a source tarball)
+    root = Path(soundctm.__file__).resolve().parents[1]
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    if (root / ".git").exists() and top.returncode == 0 and Path(top.stdout.strip()).resolve() == root:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        assert res["provenance"]["git_commit"] in (head, head + "+dirty")
+    else:
+        assert res["provenance"]["git_commit"] is None
     assert res["size"]["latent_shape"] == [16, 32] and set(res["components_eager_fp32_16_steps"]) == {
         "text", "sampler", "decoder"}
     if not torch.cuda.is_available():  # the paper-size run refuses a machine without CUDA
