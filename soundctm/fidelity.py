@@ -115,7 +115,7 @@ def fidelity_errors(samples: dict[tuple[float, int], torch.Tensor], probe: Fidel
 @torch.no_grad()
 def teacher_euler1_errors(teacher, probe: FidelityProbe) -> dict[float, np.ndarray]:
     """The teacher's single Euler step sigma_max -> 0 (CFG omega) against its own reference, per omega."""
-    grid = torch.cat([karras_sigmas(2)[:1], torch.zeros(1)])
+    grid = torch.tensor([float(karras_sigmas(2)[0]), 0.0], device=probe.z_T.device)
     return {w: relative_sq_error(euler_sample(teacher, probe.z_T, grid, probe.cond, probe.uncond, omega=w),
                                  probe.references[w]) for w in probe.omegas}
 

@@ -53,6 +53,13 @@ def test_the_teachers_own_heun_solve_has_zero_error(tiny_models):
         np.testing.assert_array_equal(F.relative_sq_error(z, probe.references[w]), np.zeros(3))
     # and the references do depend on omega: the teacher's omega response is positive
     assert F.omega_response(probe.references).min() > 0
+    # the teacher's one Euler step sigma_max -> 0 lands on its CFG denoiser at sigma_max
+    e1 = F.teacher_euler1_errors(teacher, probe)
+    for w, err in e1.items():
+        with torch.no_grad():
+            d_u = teacher(probe.z_T, 80.0, probe.uncond.expand_as(probe.cond))
+            d_c = teacher(probe.z_T, 80.0, probe.cond)
+        np.testing.assert_allclose(err, F.relative_sq_error(d_u + w * (d_c - d_u), probe.references[w]), rtol=1e-4)
 
 
 def test_a_student_scores_its_samples_against_the_references(tiny_models):
