@@ -3,7 +3,9 @@ as they have finished (independent work does not wait for a stage), ready nodes 
 whose arguments say "nothing to do" needs no task, and a failure drops only the nodes that depend on it.
 Times are the tasks' own wall-clock stamps; the sleeps are long against Ray's scheduling latency."""
 
+import shutil
 import sys
+import tempfile
 import time
 
 import pytest
@@ -40,19 +42,21 @@ def test_a_graph_with_nothing_to_do_starts_no_session():
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
+def session():
     mp = pytest.MonkeyPatch()
     mp.setenv("RAY_AUTH_MODE", "disabled")
     mp.delenv("RAY_ADDRESS", raising=False)
     if ray.is_initialized():
         pytest.skip("a Ray session is connected in this process")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(tmp_path_factory.mktemp("ray")))
+    # short: Unix socket paths are limited to 107 bytes (pytest's folders under a fresh TMPDIR are too long)
+    temp = tempfile.mkdtemp(prefix="rg", dir="/tmp")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp)
     try:
         yield
     finally:
         ray.shutdown()
         mp.undo()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_dependencies_lazy_arguments_and_no_stage_barrier(session):
