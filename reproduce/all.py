@@ -82,9 +82,13 @@ def main(argv=None) -> int:
             if progress is not None:
                 progress.table_done(t.name)
         if not args.no_report:  # the page to look at: every table under results/<tier>/, its figures, audio
-            from soundctm.commands.report import write_report
+            from soundctm.commands.report import ReportConflict, write_report
 
-            write_report(Path(args.out) if args.out else runner.tier.results_dir, tier=args.tier)
+            try:
+                write_report(Path(args.out) if args.out else runner.tier.results_dir, tier=args.tier)
+            except ReportConflict as e:  # the tables are written; the page would replace a file it did not write
+                print(f"all.py: no report: {e}", file=sys.stderr)
+                return 2
     except MissingAssetsError as e:
         print(str(e), file=sys.stderr)
         return 2

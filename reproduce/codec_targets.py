@@ -21,13 +21,14 @@ from soundctm.experiments import codec  # noqa: E402
 from soundctm.io import write_json  # noqa: E402
 from soundctm.metrics.indomain import tiny_evt  # noqa: E402
 from soundctm.nn.vae import AudioAutoencoder  # noqa: E402
+from soundctm.paths import committed_tiny_dir  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "tiny"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--vae", default=str(RESULTS / "checkpoints" / "vae.safetensors"), help="VAE safetensors file")
+    ap.add_argument("--vae", default=str(committed_tiny_dir() / "vae.safetensors"), help="VAE safetensors file")
     ap.add_argument("--cache", default=None, help="cache root holding the corpus (default: $SOUNDCTM_CACHE)")
     ap.add_argument("--instrument", default=str(RESULTS / "instrument.json"), help="for the teacher's FD")
     ap.add_argument("--out", default=str(RESULTS / "components.json"), help="JSON to add 'codec_targets' to")

@@ -2,7 +2,7 @@
 """The CI regression reference: check it, or (explicitly) update it.
 
     python reproduce/regression.py                      # recompute from the committed checkpoints, compare
-    python reproduce/regression.py --update-reference   # copy the cache's models into results/tiny/checkpoints,
+    python reproduce/regression.py --update-reference   # copy the cache's models into soundctm/assets/tiny,
                                                         # rewrite results/tiny/regression.json, print old -> new
 
 Nothing else writes the committed checkpoints or the regression record.
@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None)
     ap.add_argument("--update-reference", action="store_true",
                     help="copy the tiny tier's cached models (teacher, student seed 0, VAE, CLAP, evaluator) "
-                         "into results/tiny/checkpoints and rewrite results/tiny/regression.json")
+                         "into soundctm/assets/tiny and rewrite results/tiny/regression.json")
     args = ap.parse_args(argv)
     if args.update_reference:
         R.update_reference(args.cache, sources=R.cached_sources(args.cache))

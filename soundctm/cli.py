@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from soundctm.cmdline import CLIError, run, version
+
 # subcommand -> (module, function, one-line help)
 COMMANDS = {
     "demo": ("soundctm.demo", "main", "sample from a randomly initialised tiny student (CPU smoke demo)"),
@@ -27,20 +29,26 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: soundctm <command> [options]\n\ncommands:")
+        print("usage: soundctm <command> [options]   (soundctm --version; soundctm <command> --help)\n\ncommands:")
         for name, (_, _, help_) in COMMANDS.items():
             print(f"  {name:18s} {help_}")
         return 0
+    if argv[0] == "--version":
+        print(f"soundctm {version()}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"soundctm: unknown command {name!r}; run `soundctm --help`", file=sys.stderr)
-        return 2
+        raise CLIError(f"unknown command {name!r}; run `soundctm --help`")
     mod, fn, _ = COMMANDS[name]
-    rc = getattr(importlib.import_module(mod), fn)(rest)
-    return int(rc or 0)
+    # every command reports its own errors; this catches what one lets through (same one line, status 2)
+    return run(f"soundctm {name}", getattr(importlib.import_module(mod), fn), rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`soundctm`: bad input -> one line on stderr and exit status 2 (soundctm.cmdline), for every command."""
+    return run("soundctm", _main, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from soundctm.presets import build_student
+from soundctm.cmdline import MAX_STEPS, CLIError, Parser, finite_float, nonnegative_int, run, steps_int
+from soundctm.presets import _presets, build_student
 from soundctm.rng import prior_noise
 from soundctm.sampling import karras_steps, sample
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="soundctm demo", description=__doc__)
-    ap.add_argument("--preset", default="tiny-dit")
-    ap.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8, 16])
-    ap.add_argument("--omega", type=float, default=5.0)
-    ap.add_argument("--nu", type=float, default=1.0)
-    ap.add_argument("--seed", type=int, default=0)
+def _demo(argv) -> int:
+    ap = Parser(prog="soundctm demo", description=__doc__)
+    ap.add_argument("--preset", default="tiny-dit", help="model preset (default tiny-dit; see soundctm params)")
+    ap.add_argument("--steps", type=steps_int, nargs="+", default=[1, 2, 4, 8, 16],
+                    help=f"step counts to sample with, each 1 to {MAX_STEPS} (default 1 2 4 8 16)")
+    ap.add_argument("--omega", type=finite_float, default=5.0, help="CFG scale (default 5)")
+    ap.add_argument("--nu", type=finite_float, default=1.0, help="nu-sampling weight (default 1)")
+    ap.add_argument("--seed", type=nonnegative_int, default=0, help="weights and noise seed (default 0)")
     args = ap.parse_args(argv)
+    if args.preset not in _presets():
+        raise CLIError(f"unknown model preset {args.preset!r}; expected one of {sorted(_presets())}")
     student = build_student(args.preset, seed=args.seed).eval()
     c, t = student.latent_shape
     l, d = student.cond_shape
@@ -37,3 +40,8 @@ def main(argv=None) -> int:
         ref = out if ref is None else ref
         print(f"  {n:2d} steps: {dt * 1000:7.1f} ms  std={float(out.std()):.4f}{diff}")
     return 0
+
+
+def main(argv=None) -> int:
+    """`soundctm demo`."""
+    return run("soundctm demo", _demo, argv)

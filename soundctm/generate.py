@@ -10,8 +10,9 @@
    with more steps and gamma = 0 (deterministic sampling), so the refined clip keeps the
    candidate's content at higher quality. Its sidecar records `refined_from`.
 
-Both default to the committed tiny student, VAE and tiny CLAP text encoder under
-results/tiny/checkpoints/; `--checkpoint`, `--vae` and `--text-encoder` select other files.
+Both default to the committed tiny student, VAE and tiny CLAP text encoder under soundctm/assets/tiny/
+(package data, `soundctm.paths.committed_tiny_dir()`); `--checkpoint`, `--vae` and `--text-encoder` select
+other files.
 """
 
 from __future__ import annotations
@@ -30,17 +31,20 @@ import soundfile as sf
 import torch
 
 from soundctm import __version__
+from soundctm.cmdline import MAX_STEPS, CLIError, finite_float, in_file, out_dir, step_progress, steps_int
+from soundctm.cmdline import Parser as _Parser
+from soundctm.cmdline import run as _run
 from soundctm.edm import SIGMA_MAX
 from soundctm.io import sha256_file
 from soundctm.nn.precision import AMP, autocast
 from soundctm.nn.text import Conditioner, get_text_encoder
 from soundctm.nn.vae import AudioAutoencoder
+from soundctm.paths import MissingAssetsError, committed_tiny_dir, require_files
 from soundctm.rng import derive_seed, prior_noise
 from soundctm.sampling import karras_steps, sample
 from soundctm.train.checkpoint import load_export
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINTS = REPO / "results" / "tiny" / "checkpoints"
+DEFAULT_CHECKPOINTS = committed_tiny_dir()
 DEFAULT_STUDENT = DEFAULT_CHECKPOINTS / "student-tiny-dit.safetensors"
 DEFAULT_VAE = DEFAULT_CHECKPOINTS / "vae.safetensors"
 DEFAULT_TEXT_ENCODER = DEFAULT_CHECKPOINTS / "clap.safetensors"
@@ -51,25 +55,6 @@ SIDECAR_KEYS = ("caption", "seed", "settings", "sample_rate", "checkpoints", "au
 CHECKPOINT_ROLES = ("student", "vae", "text_encoder")
 
 __all__ = ["main", "refine_main", "Models", "load_models", "render", "sha256_file", "read_sidecar"]
-
-
-class CLIError(Exception):
-    """A user error: reported as one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse's default prints the usage too; we want one line
-        raise CLIError(message)
-
-
-def _run(prog: str, body, argv) -> int:
-    try:
-        return body(argv)
-    except CLIError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except SystemExit as e:  # --help
-        return int(e.code or 0) if not isinstance(e.code, str) else 2
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,10 +76,16 @@ class Models:
 
 
 def _existing(path, role: str) -> Path:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise CLIError(f"{role} checkpoint not found: {p} (pass its path with --checkpoint / --vae / --text-encoder)")
-    return p.resolve()
+    return in_file(path, f"{role} checkpoint").resolve()
+
+
+def _require_all(files: dict) -> None:
+    """One CLIError naming every file of `files` (role -> path) that does not exist."""
+    try:
+        require_files([(f"{role} checkpoint", Path(p).expanduser()) for role, p in files.items()])
+    except MissingAssetsError as e:
+        named = "; ".join(f"{what} not found: {path}" for what, path in e.missing)
+        raise CLIError(f"{named} (pass the files with --checkpoint / --vae / --text-encoder)") from None
 
 
 def load_models(student_path=DEFAULT_STUDENT, vae_path=DEFAULT_VAE, text_path=DEFAULT_TEXT_ENCODER,
@@ -106,6 +97,7 @@ def load_models(student_path=DEFAULT_STUDENT, vae_path=DEFAULT_VAE, text_path=DE
         torch.empty(0, device=device)
     except (RuntimeError, AssertionError) as e:
         raise CLIError(f"device {str(device)!r} is not usable here ({_short(e)})") from None
+    _require_all({"student": student_path, "VAE": vae_path, "text encoder": text_path})
     paths = {"student": _existing(student_path, "student"), "vae": _existing(vae_path, "VAE"),
              "text_encoder": _existing(text_path, "text encoder")}
     try:
@@ -151,8 +143,8 @@ def _short(e: Exception) -> str:
 def _validate(caption: str, steps: int, omega: float, nu: float, gamma: float) -> None:
     if not caption or not caption.strip():
         raise CLIError("the caption is empty")
-    if steps < 1:
-        raise CLIError(f"--steps must be >= 1, got {steps}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise CLIError(f"--steps must be in [1, {MAX_STEPS}], got {steps}")
     if not 0.0 <= gamma <= 1.0:
         raise CLIError(f"--gamma must be in [0, 1], got {gamma}")
     for name, v in (("--omega", omega), ("--nu", nu)):
@@ -175,9 +167,9 @@ def render(models: Models, caption: str, seed: int, *, steps: int, omega: float,
     z_T = prior_noise([seed], tuple(st.latent_shape), SIGMA_MAX, device=dev)  # drawn on the CPU: same z_T anywhere
     sigmas = karras_steps(steps)
     gen = torch.Generator().manual_seed(gamma_noise_seed(seed))  # CPU generator; sample() moves its draws
-    with autocast(dev, amp):  # the student's network; the sampler's arithmetic stays fp32
+    with autocast(dev, amp), step_progress(steps) as progress:  # the student's network; the sampler stays fp32
         z0 = sample(st, z_T, sigmas=sigmas, cond=cond, uncond=uncond, omega=omega, nu=nu, gamma=gamma,
-                    generator=gen).float()
+                    generator=gen, callback=progress).float()
     wav = models.vae.decode(z0).float()[0, 0].cpu().numpy()  # fp32 (the tiny iSTFT decoder has no bf16 FFT)
     settings = {
         "sampler": "soundctm Algorithm 1 (gamma/nu-sampling)",
@@ -221,11 +213,12 @@ def _write(out_dir: Path, stem: str, wav: np.ndarray, models: Models, caption: s
 
 def _sampling_args(ap: argparse.ArgumentParser, steps: int, omega: float | None, nu: float | None,
                    gamma: float) -> None:
-    ap.add_argument("--steps", type=int, default=steps, help=f"sampling steps (jumps), >= 1 (default {steps})")
-    ap.add_argument("--omega", type=float, default=omega,
+    ap.add_argument("--steps", type=steps_int, default=steps,
+                    help=f"sampling steps (jumps), 1 to {MAX_STEPS} (default {steps})")
+    ap.add_argument("--omega", type=finite_float, default=omega,
                     help="CFG scale omega fed to the student" + (f" (default {omega})" if omega is not None else
                                                                  " (default: the candidate's)"))
-    ap.add_argument("--nu", type=float, default=nu,
+    ap.add_argument("--nu", type=finite_float, default=nu,
                     help="nu-sampling weight, Eq. 10: nu G(c) + (1 - nu) G(empty)"
                          + (f" (default {nu})" if nu is not None else " (default: the candidate's)"))
     ap.add_argument("--gamma", type=float, default=gamma,
@@ -246,6 +239,7 @@ def _generate(argv) -> int:
     _sampling_args(ap, steps=1, omega=5.0, nu=1.0, gamma=0.0)
     _checkpoint_args(ap)
     a = ap.parse_args(argv)
+    out_dir(a.out)
     _validate(a.caption, a.steps, a.omega, a.nu, a.gamma)
     if a.num < 1:
         raise CLIError(f"-n must be >= 1, got {a.num}")
@@ -293,6 +287,8 @@ def main(argv=None) -> int:
 def read_sidecar(path: str | Path) -> dict:
     """A candidate sidecar written by `soundctm generate` / `refine`, validated (CLIError otherwise)."""
     p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"candidate sidecar {p} is a directory, not a file")
     if not p.is_file():
         raise CLIError(f"candidate sidecar not found: {p}")
     try:
@@ -313,7 +309,37 @@ def read_sidecar(path: str | Path) -> dict:
         missing = ["a str caption / int seed / settings object"]
     if missing:
         raise CLIError(f"{p} is not a complete candidate JSON (missing {', '.join(missing)})")
+    bad = _sidecar_problem(side)
+    if bad:
+        raise CLIError(f"{p} is not a valid candidate JSON: {bad}")
     return side
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _sidecar_problem(side: dict) -> str | None:
+    """What is wrong with the values of a candidate sidecar (None when every value is usable)."""
+    st = side["settings"]
+    if not side["caption"].strip():
+        return "its caption is empty"
+    if isinstance(side["seed"], bool) or not 0 <= side["seed"] < 2 ** 63:
+        return f"seed {side['seed']!r} is not in [0, 2^63)"
+    steps = st.get("steps", 1)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_STEPS:
+        return f"settings.steps {steps!r} is not an integer in [1, {MAX_STEPS}]"
+    for k in ("omega", "nu", "gamma"):
+        if k in st and not _number(st[k]):
+            return f"settings.{k} {st[k]!r} is not a finite number"
+    if not 0.0 <= st.get("gamma", 0.0) <= 1.0:
+        return f"settings.gamma {st['gamma']!r} is not in [0, 1]"
+    sr = side["sample_rate"]
+    if isinstance(sr, bool) or not isinstance(sr, int) or sr < 1:
+        return f"sample_rate {sr!r} is not a positive integer"
+    if not isinstance(side["audio"], str) or not side["audio"]:
+        return f"audio {side['audio']!r} is not a file name"
+    return None
 
 
 def _refine(argv) -> int:
@@ -326,21 +352,24 @@ def _refine(argv) -> int:
     _sampling_args(ap, steps=16, omega=None, nu=None, gamma=0.0)
     _checkpoint_args(ap, refine=True)
     a = ap.parse_args(argv)
+    out = out_dir(a.out) if a.out is not None else None
     side = read_sidecar(a.candidate)
+    out = out if out is not None else out_dir(a.candidate.resolve().parent, "the candidate's folder")
     parent = side["settings"]
     omega = float(parent.get("omega", 5.0)) if a.omega is None else a.omega
     nu = float(parent.get("nu", 1.0)) if a.nu is None else a.nu
     _validate(side["caption"], a.steps, omega, nu, a.gamma)
     cks = side["checkpoints"]
     chosen = {"student": a.checkpoint, "vae": a.vae, "text_encoder": a.text_encoder}
+    for role in CHECKPOINT_ROLES:
+        if chosen[role] is None:  # the recorded file, else the committed default
+            rec = Path(cks[role].get("path", ""))
+            chosen[role] = rec if rec.is_file() else {"student": DEFAULT_STUDENT, "vae": DEFAULT_VAE,
+                                                      "text_encoder": DEFAULT_TEXT_ENCODER}[role]
+    _require_all({"student": chosen["student"], "VAE": chosen["vae"], "text encoder": chosen["text_encoder"]})
     paths = {}
     for role in CHECKPOINT_ROLES:
-        p = chosen[role]
-        if p is None:  # the recorded file, else the committed default
-            rec = Path(cks[role].get("path", ""))
-            p = rec if rec.is_file() else {"student": DEFAULT_STUDENT, "vae": DEFAULT_VAE,
-                                           "text_encoder": DEFAULT_TEXT_ENCODER}[role]
-        p = _existing(p, role.replace("_", " "))
+        p = _existing(chosen[role], role.replace("_", " "))
         digest = sha256_file(p)
         if digest != cks[role]["sha256"]:
             raise CLIError(f"{role.replace('_', ' ')} checkpoint {p} (sha256 {digest[:12]}) is not the one that made "
@@ -348,7 +377,6 @@ def _refine(argv) -> int:
         paths[role] = p
     models = load_models(paths["student"], paths["vae"], paths["text_encoder"], a.device)
     caption, seed = side["caption"], int(side["seed"])
-    out = a.out if a.out is not None else a.candidate.resolve().parent
     t0 = time.perf_counter()
     wav, settings = render(models, caption, seed, steps=a.steps, omega=omega, nu=nu, gamma=a.gamma, amp=a.amp)
     refined_from = {"sidecar": str(a.candidate.resolve()), "audio": side["audio"],

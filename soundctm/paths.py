@@ -5,6 +5,8 @@
 - `SOUNDCTM_WEIGHTS` (default `$SOUNDCTM_CACHE/weights`): pretrained files a user supplies
   (VGGish, PaSST, LAION-CLAP, OpenL3, FLAN-T5, paper checkpoints). Never downloaded by this package.
 - `SOUNDCTM_AUDIOCAPS` (default `$SOUNDCTM_CACHE/audiocaps`): AudioCaps CSVs and audio for the paper tier.
+- `committed_tiny_dir()` (`soundctm/assets/tiny`, package data): the tiny models the commands default to.
+- `results_root()` (`./results`, the working directory): where tables and reports go unless told otherwise.
 """
 
 from __future__ import annotations
@@ -26,9 +28,15 @@ def tiny_components_dir(cache: str | os.PathLike | None = None) -> Path:
 
 
 def committed_tiny_dir() -> Path:
-    """`results/tiny/checkpoints` of the source checkout: the tiny models that ship with the repository
-    (VAE, CLAP, evaluators, teacher, student). May not exist (an installed wheel)."""
-    return Path(__file__).resolve().parents[1] / "results" / "tiny" / "checkpoints"
+    """`soundctm/assets/tiny`: the tiny models that ship with the package (package data of the wheel and
+    committed files of the checkout): VAE, CLAP, teacher, student and `evaluators/`."""
+    return Path(__file__).resolve().parent / "assets" / "tiny"
+
+
+def results_root() -> Path:
+    """`results/` of the working directory: the default parent of every tier's tables and report
+    (`<results_root()>/<tier>`); never a folder inside the package or its installation."""
+    return Path.cwd() / "results"
 
 
 def weights_dir() -> Path:

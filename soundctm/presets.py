@@ -6,11 +6,11 @@ the `paper` tier uses the paper's architectures and data.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 import torch
 
+from soundctm.cmdline import CLIError, Parser, run
 from soundctm.ctm import CTMStudent
 from soundctm.edm import Precond
 from soundctm.nn.dit import DiT, DiTConfig
@@ -169,13 +169,15 @@ def count_parameters(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def main(argv=None) -> int:
-    """`soundctm params`: parameter counts of every model preset, built on the meta device."""
-
-    ap = argparse.ArgumentParser(prog="soundctm params", description=main.__doc__)
+def _params(argv) -> int:
+    ap = Parser(prog="soundctm params", description=main.__doc__)
     ap.add_argument("presets", nargs="*", help="preset names (default: all)")
     args = ap.parse_args(argv)
-    names = args.presets or sorted(_presets())
+    known = _presets()
+    unknown = [n for n in args.presets if n not in known]
+    if unknown:
+        raise CLIError(f"unknown model preset {unknown[0]!r}; expected one of {sorted(known)}")
+    names = args.presets or sorted(known)
     w = max(12, *(len(n) for n in names))
     print(f"{'preset':{w}s} {'teacher':>16s} {'student':>16s}")
     for name in names:
@@ -183,3 +185,8 @@ def main(argv=None) -> int:
         s = build_student(name, device="meta", teacher=t)
         print(f"{name:{w}s} {count_parameters(t):16,d} {count_parameters(s):16,d}")
     return 0
+
+
+def main(argv=None) -> int:
+    """`soundctm params`: parameter counts of every model preset, built on the meta device."""
+    return run("soundctm params", _params, argv)

@@ -14,13 +14,14 @@ import torch
 
 from soundctm.data.latent_cache import file_checksum
 from soundctm.io import load_state, save_state
+from soundctm.paths import committed_tiny_dir
 from soundctm.train.checkpoint import list_checkpoints, read_export_metadata
 from soundctm.train.config import TrainConfig, config_from_dict, resolve_config
 from soundctm.train.loop import apply_amp, load_data, make_task, run_training
 from soundctm.train.tiny import _components_key, run_key
 
 ROOT = Path(__file__).resolve().parents[1]
-CKPT = ROOT / "results" / "tiny" / "checkpoints"
+CKPT = committed_tiny_dir()
 
 
 def _committed_run_dirs() -> list[str]:

@@ -98,7 +98,7 @@ def test_the_committed_vae_and_clap_are_the_ones_the_tier_settings_describe(corp
         _, meta = load_safetensors(COMMITTED / f"{name}.safetensors")
         assert meta["extra"]["corpus"] == corpus.corpus_id, name
         assert meta["extra"]["key"] == key, (
-            f"results/tiny/checkpoints/{name}.safetensors records key {meta['extra']['key']}, the tier's settings "
+            f"soundctm/assets/tiny/{name}.safetensors records key {meta['extra']['key']}, the tier's settings "
             f"give {key}: rebuild and commit it with `python reproduce/regression.py --update-reference`")
 
 

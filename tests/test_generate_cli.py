@@ -1,5 +1,5 @@
 """`soundctm generate` / `soundctm refine` through the real CLI entry point, with the committed tiny
-student, VAE and text encoder (results/tiny/checkpoints/)."""
+student, VAE and text encoder (soundctm/assets/tiny/, `soundctm.paths.committed_tiny_dir()`)."""
 
 from __future__ import annotations
 
@@ -17,16 +17,15 @@ import torch
 
 from soundctm.cli import main
 from soundctm.nn.vae import log_mel
+from soundctm.paths import committed_tiny_dir
 
 REPO = Path(__file__).resolve().parent.parent
-CKPT = REPO / "results" / "tiny" / "checkpoints"
+CKPT = committed_tiny_dir()
 FILES = {"student": CKPT / "student-tiny-dit.safetensors", "vae": CKPT / "vae.safetensors",
          "text_encoder": CKPT / "clap.safetensors"}
 SR, N_SAMPLES = 16000, 128 * 256  # the tiny VAE: 16 kHz, latent length 128, hop 256
 
-pytestmark = [pytest.mark.skipif(not all(p.is_file() for p in FILES.values()),
-                                 reason="committed tiny checkpoints absent"),
-              pytest.mark.usefixtures("one_thread")]
+pytestmark = [pytest.mark.usefixtures("one_thread")]
 
 
 def _sha(p: Path) -> str:
@@ -223,6 +222,42 @@ def test_bad_input_one_line_error(tmp_path, candidate, capsys):
         assert rc != 0, name
         assert len(lines) == 1 and "error:" in lines[0] and "Traceback" not in cap.err, (name, cap.err)
     assert not list(tmp_path.glob("*.wav"))
+
+
+def test_every_missing_model_file_is_named_in_one_line(tmp_path, candidate, capsys, monkeypatch):
+    """Default files absent (an install without its models): generate, refine, control and extend name all
+    three in one error line, exit 2, before writing anything."""
+    from soundctm import generate
+    from soundctm.commands import apps
+
+    gone = {"DEFAULT_STUDENT": tmp_path / "gone" / "s.safetensors", "DEFAULT_VAE": tmp_path / "gone" / "v.safetensors",
+            "DEFAULT_TEXT_ENCODER": tmp_path / "gone" / "t.safetensors"}
+    for mod in (generate, apps):
+        for name, path in gone.items():
+            monkeypatch.setattr(mod, name, path)
+    side = json.loads(candidate.read_text())
+    for role in side["checkpoints"]:  # the recorded files moved away too: refine falls back to the defaults
+        side["checkpoints"][role]["path"] = str(tmp_path / "moved" / f"{role}.safetensors")
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(side))
+    sf.write(tmp_path / "in.wav", np.zeros(SR, np.float32), SR)
+    out = tmp_path / "out"
+    cases = {"generate": ["generate", "rain", "--out", str(out)],
+             "refine": ["refine", str(moved), "--out", str(out)],
+             "control": ["control", "rain", "--intensity", "peak", "--out", str(out)],
+             "extend": ["extend", str(tmp_path / "in.wav"), "--cutoff", "1000", "--out", str(out)]}
+    for name, argv in cases.items():
+        rc = main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1, (name, err)
+        assert all(str(p) in err[0] for p in gone.values()), (name, err)
+    explicit = ["generate", "rain", "--checkpoint", str(tmp_path / "a.safetensors"), "--vae",
+                str(tmp_path / "b.safetensors"), "--out", str(out)]
+    assert main(explicit) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "a.safetensors") in err[0] and str(tmp_path / "b.safetensors") in err[0]
+    assert str(gone["DEFAULT_TEXT_ENCODER"]) in err[0]
+    assert not out.exists() or not list(out.rglob("*.wav"))
 
 
 def test_help_explains_the_loop(capsys):

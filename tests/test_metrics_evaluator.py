@@ -144,6 +144,40 @@ def test_evaluate_cli_uses_the_committed_evaluator(tmp_path, monkeypatch, capsys
     assert res["provenance"]["embedders"]["tiny-evt"]["weights"] == load_safetensors(V2[0])[1]["weights_sha1"]
 
 
+def test_evaluate_cli_scores_clap_with_the_committed_clap_generate_uses(tmp_path, monkeypatch):
+    """The default metrics' tiny-clap is the committed clap.safetensors (generate's default text encoder),
+    found with an empty cache, from a folder outside the checkout."""
+    import csv
+    import json
+
+    from soundctm import generate
+    from soundctm.cli import main
+    from soundctm.nn.text import TinyCLAP
+    from soundctm.paths import committed_tiny_dir
+
+    clap_file = committed_tiny_dir() / "clap.safetensors"
+    assert Path(generate.DEFAULT_TEXT_ENCODER) == clap_file and clap_file.is_file()
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SOUNDCTM_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    caps = {f"c{i}": f"a dog barks {i}" for i in range(4)}
+    for d in ("gen", "ref"):
+        (tmp_path / d).mkdir()
+        for stem in caps:
+            sf.write(tmp_path / d / f"{stem}.wav", rng.normal(size=16000).astype(np.float32) * 0.1, 16000)
+    with open(tmp_path / "caps.csv", "w", newline="") as f:
+        csv.writer(f).writerows([("youtube_id", "caption"), *caps.items()])
+    rc = main(["evaluate", "gen", "--reference", "ref", "--captions", "caps.csv", "--no-progress",
+               "--out", "r.json", "--cache", str(tmp_path / "refstats"), "--work-dir", str(tmp_path / "work")])
+    assert rc == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert math.isfinite(res["CLAP[tiny-clap]"]) and math.isfinite(res["FD[tiny-evt]"])
+    committed = TinyCLAP.load(clap_file)
+    assert res["provenance"]["embedders"]["tiny-clap"]["weights"] == committed.checksum()
+    assert not (cache / "tiny" / "components").exists()  # nothing looked for, or built, in the cache
+
+
 def test_modified_weights_are_refused(tmp_path):
     tensors, meta = load_safetensors(V2[0])
     k = sorted(tensors)[0]
@@ -184,7 +218,7 @@ def test_unreadable_audio_is_a_one_line_error(tmp_path, capsys):
     rc = main(["evaluate", str(gen), "--reference", str(gen), "--metrics", "fd", "--embedder", "fd=logmel",
                "--no-progress", "--cache", str(tmp_path / "rs"), "--work-dir", str(tmp_path / "w")])
     err = capsys.readouterr().err.strip()
-    assert rc == 1
+    assert rc == 2  # a user error, like every command's
     assert len(err.splitlines()) == 1 and "bad.wav" in err and "Traceback" not in err, err
 
 

@@ -68,3 +68,32 @@ def test_table8_runs_end_to_end_at_the_small_size(tmp_path, one_thread):
     assert on_disk["meta"]["device"] and on_disk["meta"]["tier"] == "paper" and len(on_disk["verdicts"]) == 2
     md = (tmp_path / "out" / "table8.md").read_text()
     assert "∅ at ν = 1" in md and "SoundCTM-DiT-1B" in md and "0.141" in md
+    # a CSV like every table's: one line per system x branch, the medians and the paper's seconds
+    import csv
+
+    with open(tmp_path / "out" / "table8.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert [(c["system"], c["uncond_at_nu_1"]) for c in lines] == [(r["system"], r["uncond_at_nu_1"])
+                                                                   for r in rec["rows"]]
+    for c, r in zip(lines, rec["rows"]):
+        assert [float(c[f"{n} step(s) [s]"]) for n in (1, 2, 4, 8)] == [r["median"][n] for n in (1, 2, 4, 8)]
+        assert int(c["params backbone"]) == r["params"]["backbone"] and int(c["repeats"]) == 1
+    assert [c["paper 1 [s]"] for c in lines[:2]] == ["0.141", ""]  # the paper's seconds on the skipped row only
+
+
+def test_the_committed_table8_csv_is_its_json():
+    """results/tiny/table8.csv holds the medians of the committed table8.json's repeats, row for row."""
+    import csv
+    import json
+    import statistics
+
+    from scripts import ROOT
+
+    rec = json.loads((ROOT / "results" / "tiny" / "table8.json").read_text())
+    with open(ROOT / "results" / "tiny" / "table8.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert len(lines) == len(rec["rows"]) == 6
+    for c, r in zip(lines, rec["rows"]):
+        assert (c["model"], c["uncond_at_nu_1"]) == (r["label"], r["uncond_at_nu_1"])
+        for n in rec["steps"]:
+            assert float(c[f"{n} step(s) [s]"]) == statistics.median(r["seconds"][str(n)])

@@ -4,7 +4,7 @@
     soundctm extend input.wav --cutoff 3000                   # low-passed + extended WAVs + a spectrogram PNG
 
 Both load a distilled student export, the VAE and the tiny-clap text encoder from paths (`--checkpoint`,
-`--vae`, `--text-encoder`; default: the committed tiny files under results/tiny/checkpoints/), as
+`--vae`, `--text-encoder`; default: the committed tiny files under soundctm/assets/tiny/), as
 `soundctm generate` does. Bad input ends with one error line and exit status 2.
 """
 
@@ -25,6 +25,7 @@ from soundctm.apps import plots
 from soundctm.apps.bwe import consistency, extend_bandwidth, lowpass
 from soundctm.apps.guidance import ETA, guided_sample
 from soundctm.apps.intensity import CURVES, IntensityFeature, target_curve
+from soundctm.cmdline import MAX_STEPS, finite_float, in_file, out_dir, step_progress, steps_int
 from soundctm.edm import SIGMA_MAX
 from soundctm.generate import (
     DEFAULT_STUDENT,
@@ -43,6 +44,10 @@ from soundctm.rng import prior_noise
 from soundctm.sampling import karras_steps, sample
 
 __all__ = ["control_main", "extend_main", "read_audio"]
+
+# the largest guidance step scale: at eta = 1 one guidance step already moves every element by the current noise
+# level t_n (the size of the whole remaining noise), so anything larger only throws the trajectory away
+ETA_MAX = 1.0
 
 
 def _models(a):
@@ -77,17 +82,20 @@ def _control(argv) -> int:
                              "generation from the same z_T.\n\n" + __doc__)
     ap.add_argument("caption", help="the text prompt")
     ap.add_argument("--intensity", required=True, choices=CURVES, help="the target intensity curve")
-    ap.add_argument("--steps", type=int, default=16, help="sampling steps (default 16, as Table 5)")
-    ap.add_argument("--omega", type=float, default=3.5, help="CFG scale fed to the student (default 3.5)")
-    ap.add_argument("--nu", type=float, default=2.0, help="nu-sampling weight (default 2.0)")
+    ap.add_argument("--steps", type=steps_int, default=16,
+                    help=f"sampling steps, 1 to {MAX_STEPS} (default 16, as Table 5)")
+    ap.add_argument("--omega", type=finite_float, default=3.5, help="CFG scale fed to the student (default 3.5)")
+    ap.add_argument("--nu", type=finite_float, default=2.0, help="nu-sampling weight (default 2.0)")
     ap.add_argument("--gamma", type=float, default=0.0, help="gamma in [0, 1] (default 0: deterministic)")
     ap.add_argument("--eta", type=float, default=ETA,
-                    help=f"guidance step scale: each step's per-element RMS is eta * t_n (default {ETA:g})")
+                    help=f"guidance step scale in [0, {ETA_MAX:g}]: each step's per-element RMS is eta * t_n "
+                         f"(default {ETA:g})")
     ap.add_argument("-n", "--num", type=int, default=1, help="number of clips (seeds SEED .. SEED + n - 1)")
     ap.add_argument("--seed", type=int, default=0, help="prior noise seed of the first clip (default 0)")
     ap.add_argument("--out", type=Path, default=Path("soundctm-out"), help="output folder (default ./soundctm-out)")
     _checkpoint_args(ap)
     a = ap.parse_args(argv)
+    out_dir(a.out)
     caption = a.caption.strip()
     if not caption:
         raise CLIError("the caption is empty")
@@ -95,10 +103,12 @@ def _control(argv) -> int:
         raise CLIError(f"--steps and -n must be >= 1, got {a.steps} and {a.num}")
     if not 0.0 <= a.gamma <= 1.0:
         raise CLIError(f"--gamma must be in [0, 1], got {a.gamma}")
-    if a.eta < 0:
-        raise CLIError(f"--eta must be >= 0, got {a.eta}")
     for name, v in (("--omega", a.omega), ("--nu", a.nu), ("--eta", a.eta)):
         _finite(name, v)
+    if not 0.0 <= a.eta <= ETA_MAX:
+        raise CLIError(f"--eta must be in [0, {ETA_MAX:g}], got {a.eta:g}")
+    if a.seed < 0 or a.seed + a.num > 2 ** 63:
+        raise CLIError(f"--seed must be in [0, 2^63 - n], got {a.seed}")
     m = _models(a)
     st, vae, sr = m.student, m.vae, m.sample_rate
     feature = IntensityFeature(sr)
@@ -115,9 +125,10 @@ def _control(argv) -> int:
         opts = dict(omega=a.omega, nu=a.nu, gamma=a.gamma)
         with torch.no_grad():
             plain = decode(sample(st, z_T, grid, cond, uncond, generator=gen(), **opts))[0].numpy()
-        guided_z = guided_sample(st, z_T, grid, cond, uncond, decode=decode, feature=feature,
-                                 target=torch.as_tensor(target[None], dtype=torch.float32), eta=a.eta,
-                                 generator=gen(), **opts)
+        with step_progress(a.steps, f"guided sampling, seed {seed}") as progress:
+            guided_z = guided_sample(st, z_T, grid, cond, uncond, decode=decode, feature=feature,
+                                     target=torch.as_tensor(target[None], dtype=torch.float32), eta=a.eta,
+                                     generator=gen(), callback=progress, **opts)
         with torch.no_grad():
             guided = decode(guided_z)[0].numpy()
         stem = f"{_slug(caption)}-{a.intensity}-seed{seed}-{a.steps}step"
@@ -150,8 +161,7 @@ def control_main(argv=None) -> int:
 
 def read_audio(path: Path, sample_rate: int, log=print) -> np.ndarray:
     """A sound file as mono float32 at `sample_rate` (channels averaged, resampled with soxr: both said)."""
-    if not path.is_file():
-        raise CLIError(f"input file not found: {path}")
+    in_file(path, "input file")
     try:
         x, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
@@ -178,16 +188,22 @@ def _extend(argv) -> int:
                              + __doc__)
     ap.add_argument("input", type=Path, help="a sound file (any rate soundfile reads; resampled to the model's)")
     ap.add_argument("--cutoff", type=float, required=True, help="cut-off in Hz, below the model's Nyquist frequency")
-    ap.add_argument("--caption", default="", help="text prompt (default: none, the unconditional embedding)")
-    ap.add_argument("--steps", type=int, default=8, help="sampling steps (default 8; Table 14 uses 4 and 8)")
-    ap.add_argument("--omega", type=float, default=3.5, help="CFG scale fed to the student (default 3.5)")
-    ap.add_argument("--nu", type=float, default=1.0, help="nu-sampling weight (default 1.0)")
+    ap.add_argument("--caption", default=None,
+                    help="text prompt, not empty (default: none, the unconditional embedding)")
+    ap.add_argument("--steps", type=steps_int, default=8,
+                    help=f"sampling steps, 1 to {MAX_STEPS} (default 8; Table 14 uses 4 and 8)")
+    ap.add_argument("--omega", type=finite_float, default=3.5, help="CFG scale fed to the student (default 3.5)")
+    ap.add_argument("--nu", type=finite_float, default=1.0, help="nu-sampling weight (default 1.0)")
     ap.add_argument("--seed", type=int, default=0, help="prior noise seed of the first segment (default 0)")
     ap.add_argument("--out", type=Path, default=Path("soundctm-out"), help="output folder (default ./soundctm-out)")
     _checkpoint_args(ap)
     a = ap.parse_args(argv)
-    if a.steps < 1:
-        raise CLIError(f"--steps must be >= 1, got {a.steps}")
+    out_dir(a.out)
+    in_file(a.input, "input file")
+    if a.caption is not None and not a.caption.strip():
+        raise CLIError("the caption is empty (leave --caption out for the unconditional embedding)")
+    if not 0 <= a.seed < 2 ** 63:
+        raise CLIError(f"--seed must be in [0, 2^63), got {a.seed}")
     for name, v in (("--cutoff", a.cutoff), ("--omega", a.omega), ("--nu", a.nu)):
         _finite(name, v)
     if a.cutoff <= 0:
@@ -203,16 +219,17 @@ def _extend(argv) -> int:
     padded = np.zeros(n_seg * seg, np.float32)
     padded[: len(x)] = x
     obs = lowpass(padded, a.cutoff, sr).reshape(n_seg, seg)  # one low-pass of the whole input (no segment edges)
-    cond = m.conditioner([a.caption.strip()]) if a.caption.strip() else m.conditioner.uncond
+    cond = m.conditioner([a.caption.strip()]) if a.caption is not None else m.conditioner.uncond
     grid = karras_steps(a.steps)
     out = np.zeros_like(obs)
     t0 = time.perf_counter()
     for k in range(n_seg):
         y = torch.as_tensor(obs[k : k + 1])
-        z = extend_bandwidth(st, prior_noise([a.seed + k], tuple(st.latent_shape), SIGMA_MAX), grid, cond,
-                             m.conditioner.uncond, observation=y, cutoff_hz=a.cutoff, sample_rate=sr,
-                             decode=lambda z: vae.decode(z)[:, 0], encode=lambda w: vae.encode(w[:, None]),
-                             omega=a.omega, nu=a.nu)
+        with step_progress(a.steps, f"segment {k + 1}/{n_seg}") as progress:
+            z = extend_bandwidth(st, prior_noise([a.seed + k], tuple(st.latent_shape), SIGMA_MAX), grid, cond,
+                                 m.conditioner.uncond, observation=y, cutoff_hz=a.cutoff, sample_rate=sr,
+                                 decode=lambda z: vae.decode(z)[:, 0], encode=lambda w: vae.encode(w[:, None]),
+                                 omega=a.omega, nu=a.nu, callback=progress)
         with torch.no_grad():
             out[k] = vae.decode(z)[0, 0].numpy()
         print(f"[{k + 1}/{n_seg}] segment of {seg / sr:.3f} s extended ({time.perf_counter() - t0:.1f} s)", flush=True)

@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
 
 import torch
 
+from soundctm.cmdline import CLIError, Parser, out_file, run
 from soundctm.commands.official import (
     CLAP_KEYMAP,
     DAC_KEYMAP,
@@ -405,10 +407,14 @@ def _all(args) -> int:
 
 
 def main(argv=None) -> int:
-    """`soundctm convert`."""
-    ap = argparse.ArgumentParser(prog="soundctm convert", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="what", required=True, metavar="{student,teacher,vae,clap,all}")
+    """`soundctm convert`: bad input -> one line on stderr, exit status 2."""
+    return run("soundctm convert", _main, argv)
+
+
+def _main(argv) -> int:
+    ap = Parser(prog="soundctm convert", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="what", required=True, metavar="{student,teacher,vae,clap,all}",
+                            parser_class=functools.partial(Parser, threads_default=argparse.SUPPRESS))
 
     def common(p, src_help, out_role):
         p.add_argument("src", nargs="?", default=None, help=src_help)
@@ -432,6 +438,10 @@ def main(argv=None) -> int:
     p.add_argument("--teacher", default=None, help="the teacher state dict, if you have it")
     p.add_argument("--heads", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    outs = ([args.out] if args.out else [default_outputs()[args.what]]) if args.what != "all" else [
+        default_outputs()[r] for r in ("student", "vae", "clap")]
+    for out in outs:  # every output can be written, before anything is read or converted
+        out_file(out)
     try:
         if args.what in ("student", "teacher"):
             _dit(args, args.what)
@@ -442,8 +452,7 @@ def main(argv=None) -> int:
         else:
             _all(args)
     except (MissingAssetsError, ConversionError) as e:
-        print(f"soundctm convert {args.what}: error: {e}", file=sys.stderr)
-        return 2
+        raise CLIError(f"{args.what}: {e}") from None
     return 0
 
 

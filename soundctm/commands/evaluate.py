@@ -11,14 +11,24 @@ import argparse
 import functools
 import json
 import sys
+from pathlib import Path
 
+from soundctm.cmdline import CLIError, Parser, in_dir, in_file, one_line, out_file, positive_float, positive_int, run
 from soundctm.distributed import map_chunks_ray
 from soundctm.io import write_json
 from soundctm.metrics import evaluate
-from soundctm.metrics.evaluate import DEFAULT_METRICS, EMBEDDER_SETS, evaluate_dirs, format_table, resolve_embedders
-from soundctm.metrics.extract import UnreadableAudioError, extract_dir
+from soundctm.metrics.evaluate import (
+    _NEEDS_REF,
+    DEFAULT_METRICS,
+    EMBEDDER_SETS,
+    _kind,
+    evaluate_dirs,
+    format_table,
+    resolve_embedders,
+)
+from soundctm.metrics.extract import UnreadableAudioError, extract_dir, list_audio
 from soundctm.metrics.indomain import EvaluatorError
-from soundctm.metrics.registry import NonFiniteAudioError
+from soundctm.metrics.registry import NonFiniteAudioError, available_embedders
 
 __all__ = ["main", "extract_main"]
 
@@ -28,9 +38,46 @@ def _ray_mapper(workers: int, init_kwargs: dict | None = None):
     return functools.partial(map_chunks_ray, init_kwargs=init_kwargs) if workers > 1 else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`soundctm evaluate`."""
-    ap = argparse.ArgumentParser(
+def _checked(a) -> tuple[list[str], dict[str, str]]:
+    """The metrics and embedder overrides of `soundctm evaluate`, every name and path checked (CLIError)."""
+    if a.out:
+        out_file(a.out)
+    in_dir(a.gen_dir, "generated audio folder")
+    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
+    if not metrics:
+        raise CLIError(f"--metrics names no metric (got {a.metrics!r}); e.g. --metrics {','.join(DEFAULT_METRICS)}")
+    for m in metrics:
+        try:
+            _kind(m)
+        except ValueError as e:
+            raise CLIError(f"--metrics: {e}") from None
+    table: dict[str, str] = {}
+    known = available_embedders()
+    for item in a.embedder:
+        if "=" not in item:
+            raise CLIError(f"--embedder expects METRIC=NAME, got {item!r}")
+        k, v = (x.strip() for x in item.split("=", 1))
+        if k not in metrics:
+            raise CLIError(f"--embedder {item!r}: {k!r} is not one of --metrics {','.join(metrics)}")
+        if v not in known:
+            raise CLIError(f"--embedder {item!r}: unknown embedder {v!r}; available: {', '.join(known)}")
+        table[k] = v
+    if a.reference is None:
+        need = [m for m in metrics if _kind(m) in _NEEDS_REF]
+        if need:
+            raise CLIError(f"{', '.join(need)} need a reference set: pass --reference DIR|ROOT|CSV "
+                           "(or ask only for --metrics is,clap)")
+    elif not Path(a.reference).expanduser().exists():
+        raise CLIError(f"--reference not found: {a.reference}")
+    if a.captions is not None:
+        in_file(a.captions, "--captions file")
+    if not list_audio(a.gen_dir):
+        raise CLIError(f"no audio files in the generated audio folder {a.gen_dir}")
+    return metrics, table
+
+
+def _evaluate(argv) -> int:
+    ap = Parser(
         prog="soundctm evaluate", description=evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("gen_dir", help="directory of generated audio files (file stem = youtube_id)")
@@ -46,24 +93,21 @@ def main(argv: list[str] | None = None) -> int:
         help="override the embedder of one metric (repeatable)",
     )
     ap.add_argument("--captions", default=None, help="CSV mapping file stem (youtube_id) to caption")
-    ap.add_argument("--workers", type=int, default=1, help="1 = in-process; >1 = Ray actor pool")
-    ap.add_argument("--clip-seconds", type=float, default=None)
-    ap.add_argument("--chunk-size", type=int, default=32)
+    ap.add_argument("--workers", type=positive_int, default=1, help="1 = in-process; >1 = Ray actor pool")
+    ap.add_argument("--clip-seconds", type=positive_float, default=None,
+                    help="cut / pad every clip to this many seconds (finite, > 0; default: as they are)")
+    ap.add_argument("--chunk-size", type=positive_int, default=32, help="files per extraction chunk (default 32)")
     ap.add_argument("--cache", default=None, help="reference statistics directory")
     ap.add_argument("--work-dir", default=None, help="extraction work directory")
     ap.add_argument("--out", default=None, help="write results (with provenance) to this JSON file")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
-
-    metrics = [m.strip() for m in a.metrics.split(",") if m.strip()]
-    table: dict[str, str] = {}
-    for item in a.embedder:
-        if "=" not in item:
-            ap.error(f"--embedder expects METRIC=NAME, got {item!r}")
-        k, v = item.split("=", 1)
-        table[k.strip()] = v.strip()
+    metrics, table = _checked(a)
     try:
         emb_table = resolve_embedders(metrics, a.embedder_set, table)
+    except (ValueError, ModuleNotFoundError, EvaluatorError, FileNotFoundError) as e:  # incompatible or absent
+        raise CLIError(str(e)) from None
+    try:
         res = evaluate_dirs(
             a.gen_dir,
             a.reference,
@@ -81,15 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (UnreadableAudioError, NonFiniteAudioError, EvaluatorError, FileNotFoundError) as e:
         # one line naming the file, no traceback (Ray hands worker errors back wrapped: `.cause`)
-        cause = getattr(e, "cause", None) or e
-        print(f"soundctm evaluate: error: {' '.join(str(cause).split())}", file=sys.stderr)
-        return 1
+        raise CLIError(one_line(getattr(e, "cause", None) or e)) from None
     res["provenance"]["embedder_set"] = a.embedder_set
     print(format_table(res))
     if a.out:
         write_json(a.out, res)
         print(f"wrote {a.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`soundctm evaluate`: bad input -> one line on stderr, exit status 2."""
+    return run("soundctm evaluate", _evaluate, argv)
 
 
 def extract_main(argv: list[str] | None = None) -> int:

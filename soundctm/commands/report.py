@@ -12,11 +12,19 @@ the real clip, a 1-step candidate of the student and its refinement from the sam
 committed tiny student). A footer carries every table's provenance.
 
 The folder is self-contained and opens from disk: `index.html` plus `report/` (short PCM16 WAVs and
-palette PNGs written without any plotting package), relative links only, no scripts, no remote
-resources.
+palette PNGs written without any plotting package; copies of the figures when `--out` is not the results
+folder), relative links only, no scripts, no remote resources.
 
-    soundctm report                      # results/tiny/index.html
+It writes only what it owns, into `--out` (default: the `--results` folder, itself by default
+`./results/<tier>`): `report/manifest.json` lists every file a report wrote there, and a later report
+replaces only files that list names. A file of the same name that it does not list (a report written by
+hand, another tool's file) is refused before any work, and nothing is ever deleted. The console lists
+every file written. A result file that cannot be read or is not a table (not UTF-8, not JSON, the wrong
+shape) is skipped, with its reason, on the console and on the page.
+
+    soundctm report                      # ./results/tiny/index.html
     soundctm report --tier paper --no-audio
+    soundctm report --results results/tiny --out /tmp/site
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ import argparse
 import html
 import json
 import math
+import os
 import re
 import shutil
 import statistics
 import struct
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -39,15 +49,18 @@ import soundfile as sf
 import torch
 
 from soundctm.audio import log_mel
+from soundctm.cmdline import CLIError, Parser, bounded_int, in_dir, in_file, out_dir, run
 from soundctm.data.corpus import TINY_CORPUS, make_clip_spec, render_take
-from soundctm.generate import DEFAULT_STUDENT, DEFAULT_TEXT_ENCODER, DEFAULT_VAE, CLIError, load_models, render
+from soundctm.generate import DEFAULT_STUDENT, DEFAULT_TEXT_ENCODER, DEFAULT_VAE, load_models, render
+from soundctm.paths import results_root
 from soundctm.provenance import provenance
 
 __all__ = ["load_results", "find_figures", "make_examples", "render_html", "write_report", "spectrogram_png",
-           "write_png", "main"]
+           "write_png", "ReportConflict", "MANIFEST", "main"]
 
-REPO = Path(__file__).resolve().parents[2]
 ASSETS = "report"  # the folder beside index.html
+MANIFEST = f"{ASSETS}/manifest.json"  # what the reports wrote into their folder (paths relative to it)
+WRITER = "soundctm report"
 SKIP_DIRS = {ASSETS, "checkpoints", ".work"}
 EXAMPLE_STEPS = ((1, 1.0), (16, 5.0))  # (steps, nu) of the candidate and of its refinement; omega 5, gamma 0
 
@@ -63,9 +76,10 @@ def _order(name: str) -> tuple:
 
 def _title_from_md(md: Path, name: str) -> tuple[str, str]:
     """(title, description) from the first lines of <table>.md (`# title — tier`, blank, description)."""
-    if not md.is_file():
+    try:
+        lines = md.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):  # no .md (or an unreadable one): the table's name
         return name, ""
-    lines = md.read_text().splitlines()
     title = re.sub(r"\s+—\s+\S+ tier$", "", lines[0].lstrip("# ").strip()) if lines else name
     para = []
     for line in lines[2:]:
@@ -78,30 +92,73 @@ def _title_from_md(md: Path, name: str) -> tuple[str, str]:
     return title or name, desc
 
 
-def load_results(results_dir: str | Path) -> list[dict]:
-    """Every table result under `results_dir` (JSON with meta, columns, rows and claims), in table order."""
+# the keys (and their types) of a table result: `experiments.report.write_result`'s, or a speed table's
+# (`experiments.speed.run_speed`, Table 8: rows per system, seconds per step count, verdicts)
+TABLE_KEYS = {"meta": dict, "columns": dict, "rows": list, "claims": list}
+SPEED_KEYS = {"meta": dict, "steps": list, "rows": list, "verdicts": list}
+
+
+def _shape_problem(rec) -> str | None:
+    """Why `rec` (a parsed JSON) is not a table result the page can show, or None."""
+    if not isinstance(rec, dict):
+        return f"not a table result (a JSON {type(rec).__name__}, not an object)"
+    keys = SPEED_KEYS if rec.get("kind") == "speed" else TABLE_KEYS
+    missing = [k for k in keys if k not in rec]
+    if missing:
+        return "not a table result (no " + ", ".join(repr(k) for k in missing) + ")"
+    wrong = [f"{k!r} is a {type(rec[k]).__name__}, not a {t.__name__}" for k, t in keys.items()
+             if not isinstance(rec[k], t)]
+    wrong += [f"an item of {k!r} is not an object" for k in ("rows", "claims", "verdicts")
+              if k in keys and isinstance(rec[k], list) and not all(isinstance(x, dict) for x in rec[k])]
+    return "wrong shape: " + "; ".join(wrong) if wrong else None
+
+
+def load_results(results_dir: str | Path, skipped: list | None = None) -> list[dict]:
+    """Every table result under `results_dir` (JSON with meta, columns, rows and claims, or a speed table's
+    meta, steps, rows and verdicts), in table order. Each other `*.json` is appended to `skipped` as
+    (file name, why): not UTF-8, not JSON, not a table result, or a table the page cannot render."""
     out = []
+    skipped = [] if skipped is None else skipped
     for p in sorted(Path(results_dir).glob("*.json")):
         try:
-            rec = json.loads(p.read_text())
-        except (OSError, json.JSONDecodeError):
+            rec = json.loads(p.read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as e:
+            skipped.append((p.name, f"not UTF-8 text (byte {e.start})"))
             continue
-        if not (isinstance(rec, dict) and {"meta", "columns", "rows", "claims"} <= set(rec)):
-            continue  # components.json, regression.json, ...
+        except json.JSONDecodeError as e:
+            skipped.append((p.name, f"not JSON ({e.msg}, line {e.lineno})"))
+            continue
+        except OSError as e:
+            skipped.append((p.name, f"cannot be read ({e.strerror or type(e).__name__})"))
+            continue
+        problem = _shape_problem(rec)
+        if problem:
+            skipped.append((p.name, problem))  # components.json, regression.json, a broken table, ...
+            continue
         title, desc = _title_from_md(p.with_suffix(".md"), p.stem)
-        out.append({"name": p.stem, "path": p, "record": rec, "title": rec.get("title") or title,
-                    "description": rec.get("description") or desc})
+        t = {"name": p.stem, "path": p, "record": rec, "title": str(rec.get("title") or title),
+             "description": str(rec.get("description") or desc)}
+        try:
+            _section(t, {})
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, statistics.StatisticsError) as e:
+            skipped.append((p.name, f"cannot be rendered ({type(e).__name__}: {e})"))
+            continue
+        out.append(t)
     return sorted(out, key=lambda t: _order(t["name"]))
 
 
-def find_figures(results_dir: str | Path, names: list[str]) -> dict[str | None, list[str]]:
+def find_figures(results_dir: str | Path, names: list[str], exclude: Path | None = None) -> dict[str | None, list[str]]:
     """PNG files under `results_dir` (relative paths), by the table whose name starts the file's name or one of
-    its folders' (`table7-grid.png`, `table7/fig4.png`; None: the others)."""
+    its folders' (`table7-grid.png`, `table7/fig4.png`; None: the others); none under `exclude` (a report's own
+    folder inside the results)."""
     root = Path(results_dir)
+    exclude = None if exclude is None else Path(os.path.abspath(exclude))
     found: dict[str | None, list[str]] = {}
     for p in sorted(root.rglob("*.png")):
         rel = p.relative_to(root)
         if rel.parts[0] in SKIP_DIRS or rel.parts[0].endswith("-kit"):
+            continue
+        if exclude is not None and Path(os.path.abspath(p)).is_relative_to(exclude):
             continue
         key = rel.as_posix()
         owner = max((n for n in names if any(re.match(rf"{re.escape(n)}(?![0-9])", part) for part in rel.parts)),
@@ -323,7 +380,39 @@ def _table_html(t: dict) -> str:
             f'<tbody>{"".join(body)}</tbody></table>')
 
 
+def _at(by_steps: dict, n):
+    """by_steps[n] of a speed row (its JSON has the step counts as str keys)."""
+    return by_steps.get(str(n), by_steps.get(n))
+
+
+def _speed_table_html(t: dict) -> str:
+    """A speed table (Table 8): per system and unconditional-branch mode, the median seconds per sample at each
+    step count next to the paper's (on the rows timed as the paper's systems: branch skipped)."""
+    rec = t["record"]
+    steps = rec["steps"]
+    head = ['<th class="model">Model</th>', "<th>ch/sr</th>", "<th>params (text / backbone / decoder)</th>",
+            "<th>∅ at ν = 1</th>", *[f"<th>{_e(n)} step(s) [s]</th>" for n in steps],
+            *[f'<th class="paper">paper {_e(n)} [s]</th>' for n in steps]]
+    body = []
+    for r in rec["rows"]:
+        p = r.get("params") or {}
+        params = " / ".join("-" if p.get(k) is None else f"{p[k] / 1e6:.1f} M"
+                            for k in ("text", "backbone", "decoder"))
+        cells = [f'<td class="model">{_e(r.get("label") or r.get("system"))}</td>',
+                 f"<td>{_e(r.get('ch_sr', '-'))}</td>", f"<td>{_e(params)}</td>",
+                 f"<td>{_e(r.get('uncond_at_nu_1', '-'))}</td>"]
+        cells += [f"<td>{_num(_at(r.get('median') or {}, n), 4)}</td>" for n in steps]
+        cells += [f'<td class="paper">{_num(_at(r.get("paper") or {}, n), 3)}</td>' for n in steps]
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<table class="results" data-table="{_e(t["name"])}"><thead><tr>{"".join(head)}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table>')
+
+
 def _setting_line(meta: dict, rec: dict) -> str:
+    if rec.get("kind") == "speed":
+        return (f"Device: {_e(meta.get('device'))}; seconds per sample at batch {_e(meta.get('batch', 1))}, median "
+                f"of {_e(meta.get('repeats'))} calls after {_e(meta.get('warmup'))} warm-up calls. Paper: "
+                f"{_e(rec.get('paper_device') or '-')}.")
     if rec.get("kind") == "listening-test":
         kit = rec.get("kit", {})
         s = (f"Listening-test kit <code>{_e(kit.get('dir'))}</code> (webMUSHRA config <code>{_e(kit.get('config'))}"
@@ -348,8 +437,27 @@ def _setting_line(meta: dict, rec: dict) -> str:
 LISTEN_LINK = '<a href="#listen">listen</a>'
 
 
+def _section(t: dict, figures: dict) -> list[str]:
+    """The HTML of one table's section: title, description, settings, the table, its claims, its figures."""
+    rec = t["record"]
+    trivial = "the low-pass anchor" if rec.get("kind") == "listening-test" else "the decoded-zeros row"
+    parts = [f'<section id="{_e(t["name"])}"><h2>{_e(t["title"])}</h2>']
+    if t["description"]:
+        parts.append(f"<p>{_e(t['description'])}</p>")
+    parts.append(f"<p>{_setting_line(rec.get('meta', {}), rec)}</p>")
+    speed = rec.get("kind") == "speed"
+    parts.append(_speed_table_html(t) if speed else _table_html(t))
+    parts.append("<h3>Claims</h3>" + _claims_html(rec["verdicts"] if speed else rec.get("claims", []), trivial))
+    for f in figures.get(t["name"], []):
+        parts.append(f'<figure><img src="{_e(f)}" alt="{_e(f)}" loading="eager"><figcaption>{_e(f)}'
+                     "</figcaption></figure>")
+    parts.append("</section>")
+    return parts
+
+
 def render_html(tables: list[dict], figures: dict, examples: list[dict] | None, tier: str,
-                examples_note: str = "", meta: dict | None = None) -> str:
+                examples_note: str = "", meta: dict | None = None, skipped: list | None = None) -> str:
+    """The page; `skipped`: (file name, why) of each result file not shown, listed in its own section."""
     meta = meta or {}
     nav = "".join(f'<a href="#{_e(t["name"])}">{_e(t["name"])}</a>' for t in tables)
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
@@ -364,19 +472,12 @@ def render_html(tables: list[dict], figures: dict, examples: list[dict] | None, 
     mixed = mixed_components_note(tables)
     if mixed:
         parts.append(f'<p class="warning">{_e(mixed)}</p>')
+    if skipped:
+        parts.append('<section id="skipped"><h2>Result files not shown</h2><ul class="skipped">'
+                     + "".join(f"<li><code>{_e(name)}</code>: {_e(why)}</li>" for name, why in skipped)
+                     + "</ul></section>")
     for t in tables:
-        rec = t["record"]
-        trivial = "the low-pass anchor" if rec.get("kind") == "listening-test" else "the decoded-zeros row"
-        parts.append(f'<section id="{_e(t["name"])}"><h2>{_e(t["title"])}</h2>')
-        if t["description"]:
-            parts.append(f"<p>{_e(t['description'])}</p>")
-        parts.append(f"<p>{_setting_line(rec.get('meta', {}), rec)}</p>")
-        parts.append(_table_html(t))
-        parts.append("<h3>Claims</h3>" + _claims_html(rec.get("claims", []), trivial))
-        for f in figures.get(t["name"], []):
-            parts.append(f'<figure><img src="{_e(f)}" alt="{_e(f)}" loading="eager"><figcaption>{_e(f)}'
-                         "</figcaption></figure>")
-        parts.append("</section>")
+        parts += _section(t, figures)
     if figures.get(None):
         parts.append('<section id="figures"><h2>More figures</h2>')
         parts += [f'<figure><img src="{_e(f)}" alt="{_e(f)}"><figcaption>{_e(f)}</figcaption></figure>'
@@ -445,68 +546,186 @@ def _footer(tables: list[dict], meta: dict) -> str:
 # the folder
 
 
-def write_report(results_dir: str | Path, *, tier: str = "tiny", audio: bool = True, n_captions: int = 3,
-                 student=None, vae=None, text_encoder=None, seed: int = 0, log=print) -> Path:
-    """Write `results_dir`/index.html and its `report/` folder; returns the index path."""
-    results_dir = Path(results_dir)
-    tables = load_results(results_dir)
-    figures = find_figures(results_dir, [t["name"] for t in tables])
-    tmp = results_dir / f".{ASSETS}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    (tmp / "audio").mkdir(parents=True)
-    (tmp / "img").mkdir(parents=True)
-    examples, note, sources = None, "", None
-    if not audio:
-        note = "disabled (--no-audio)"
-    elif student is None and tier != "tiny":
-        note = "the default student is the committed tiny one; pass --checkpoint, --vae and --text-encoder"
-    else:
-        try:
-            models = load_models(student or DEFAULT_STUDENT, vae or DEFAULT_VAE, text_encoder or DEFAULT_TEXT_ENCODER)
-        except CLIError as e:
-            note = str(e)
-            log(f"[report] no audio examples: {e}")
+class ReportConflict(CLIError):
+    """The report would replace a file it did not write (one its folder's manifest does not list)."""
+
+
+def _safe_rel(name) -> bool:
+    return isinstance(name, str) and bool(name) and not name.startswith("/") and ".." not in name.split("/")
+
+
+def owned_files(out: str | Path) -> set[str]:
+    """The files (relative to `out`) that reports wrote there before, from `out/report/manifest.json` (empty
+    without one, the manifest itself included with one); a manifest that is not a report's is a ReportConflict."""
+    m = Path(out) / MANIFEST
+    if not (m.exists() or m.is_symlink()):
+        return set()
+    try:
+        rec = json.loads(m.read_bytes().decode("utf-8"))
+        files = rec.get("files") if isinstance(rec, dict) and rec.get("written_by") == WRITER else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        files = None
+    if not isinstance(files, list) or not all(_safe_rel(f) for f in files):
+        raise ReportConflict(f"{m} exists and is not a manifest written by {WRITER}; move it or pass another --out")
+    return set(files) | {MANIFEST}
+
+
+def _conflicts(out: Path, planned, owned: set[str]) -> list[Path]:
+    """Planned files of `out` that exist without being the report's own (or that a file in the way blocks)."""
+    bad = []
+    for rel in planned:
+        p = out / rel
+        blocked = next((q for q in p.parents if q != out and out in q.parents and q.exists() and not q.is_dir()),
+                       None)
+        if blocked is not None:
+            bad.append(blocked)
+        elif (p.exists() or p.is_symlink()) and (rel not in owned or p.is_dir()):
+            bad.append(p)
+    return list(dict.fromkeys(bad))
+
+
+def _example_files(n_captions: int) -> list[str]:
+    tags = ["real"] + [f"{steps}step" for steps, _ in EXAMPLE_STEPS]
+    return [f"{ASSETS}/{kind}/ex{i}-{tag}.{ext}" for i in range(n_captions) for tag in tags
+            for kind, ext in (("audio", "wav"), ("img", "png"))]
+
+
+def write_report(results_dir: str | Path, *, out: str | Path | None = None, tier: str = "tiny", audio: bool = True,
+                 n_captions: int = 3, student=None, vae=None, text_encoder=None, seed: int = 0,
+                 overwrite: bool = False, log=print) -> Path:
+    """Render the tables of `results_dir` into `out` (default `results_dir`): `out/index.html`, its `report/`
+    folder and `report/manifest.json`; returns the index path. Logs every file it wrote.
+
+    Only files the manifest lists (or new ones) are replaced; any other file of a name it would write is a
+    `ReportConflict` before any work (`overwrite=True` replaces those too: a report from before manifests).
+    Nothing is deleted: a file of an earlier report that this one does not write stays, listed. No table
+    result in `results_dir` is a CLIError naming the files skipped; student / VAE / text encoder given
+    explicitly must load (CLIError), the committed defaults make the Listen section say why they did not."""
+    results_dir, out = Path(results_dir), Path(results_dir if out is None else out)
+    skipped: list[tuple[str, str]] = []
+    tables = load_results(results_dir, skipped)
+    if not tables:
+        why = "; ".join(f"{n}: {w}" for n, w in skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+        raise CLIError(f"no table results in {results_dir}" + (f" ({len(skipped)} file(s) skipped: {why})"
+                                                               if skipped else " (no <table>.json files)"))
+    for name, why in skipped:
+        log(f"[report] skipped {results_dir / name}: {why}")
+    in_place = os.path.abspath(out) == os.path.abspath(results_dir)
+    figures = find_figures(results_dir, [t["name"] for t in tables], exclude=out / ASSETS)
+    copies = {}  # figures live in results_dir: copied beside the page when it is written elsewhere
+    if not in_place:
+        copies = {f"{ASSETS}/figures/{f}": results_dir / f for fs in figures.values() for f in fs}
+        figures = {k: [f"{ASSETS}/figures/{f}" for f in fs] for k, fs in figures.items()}
+    try:
+        owned = owned_files(out)
+    except ReportConflict:
+        if not overwrite:
+            raise
+        owned = set()
+    planned = ["index.html", MANIFEST, *copies, *(_example_files(n_captions) if audio else [])]
+    if not overwrite:
+        bad = _conflicts(out, planned, owned)
+        if bad:
+            raise ReportConflict(f"{len(bad)} file(s) in {out} were not written by {WRITER} (not in {MANIFEST}): "
+                                 + ", ".join(map(str, bad[:3])) + (", ..." if len(bad) > 3 else "")
+                                 + "; move them, pass another --out, or --overwrite to replace them")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=f".{ASSETS}-") as tmpdir:
+        stage = Path(tmpdir)
+        (stage / "audio").mkdir()
+        (stage / "img").mkdir()
+        examples, note, sources = None, "", None
+        explicit = any(x is not None for x in (student, vae, text_encoder))
+        if not audio:
+            note = "disabled (--no-audio)"
+        elif student is None and tier != "tiny":
+            note = "the default student is the committed tiny one; pass --checkpoint, --vae and --text-encoder"
         else:
-            if models.sample_rate != TINY_CORPUS["sample_rate"]:
-                note = "the example captions and real clips come from the tiny corpus, which this student does not fit"
+            try:
+                models = load_models(student or DEFAULT_STUDENT, vae or DEFAULT_VAE,
+                                     text_encoder or DEFAULT_TEXT_ENCODER)
+            except CLIError as e:
+                if explicit:
+                    raise
+                note = str(e)
+                log(f"[report] no audio examples: {e}")
             else:
-                with torch.no_grad():
-                    examples = make_examples(tmp, models, _tiny_captions(n_captions), seed=seed, log=log)
-                sources = {k: Path(v["path"]).name + f" (sha256 {v['sha256'][:12]})" for k, v in models.files.items()}
-    final = results_dir / ASSETS
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
-    meta = provenance(tier=tier, examples_from=sources)
-    page = render_html(tables, figures, examples, tier, note, meta)
-    index = results_dir / "index.html"
-    index.write_text(page)
-    log(f"[report] wrote {index} ({len(tables)} tables, {sum(map(len, figures.values()))} figures, "
-        f"{0 if not examples else sum(len(e['sounds']) for e in examples)} sounds)")
-    return index
+                if models.sample_rate != TINY_CORPUS["sample_rate"]:
+                    note = ("the example captions and real clips come from the tiny corpus, which this student "
+                            "does not fit")
+                else:
+                    with torch.no_grad():
+                        examples = make_examples(stage, models, _tiny_captions(n_captions), seed=seed, log=log)
+                    sources = {k: Path(v["path"]).name + f" (sha256 {v['sha256'][:12]})"
+                               for k, v in models.files.items()}
+        meta = provenance(tier=tier, examples_from=sources)
+        (stage / "index.html").write_text(render_html(tables, figures, examples, tier, note, meta, skipped),
+                                          encoding="utf-8")
+        staged = {f"{ASSETS}/{p.relative_to(stage).as_posix()}": p for d in ("audio", "img")
+                  for p in sorted((stage / d).iterdir())}
+        for rel, src in copies.items():
+            staged[rel] = stage / "figures" / rel
+            staged[rel].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, staged[rel])
+        staged["index.html"] = stage / "index.html"
+        written = []
+        for rel, src in staged.items():
+            dst = out / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+            written.append(rel)
+        kept = sorted(f for f in owned - set(written) - {MANIFEST} if (out / f).is_file())
+        manifest = {"written_by": WRITER, "about": "the files soundctm report wrote into this folder (relative "
+                    "paths); a later report replaces only these", "files": sorted(set(written) | set(kept))}
+        (stage / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        (out / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+        os.replace(stage / "manifest.json", out / MANIFEST)
+        written.append(MANIFEST)
+    for rel in written:
+        log(f"[report] wrote {out / rel}")
+    if kept:
+        log(f"[report] kept {len(kept)} file(s) of an earlier report that this page does not use: "
+            + ", ".join(kept))
+    log(f"[report] {out / 'index.html'}: {len(tables)} tables, {sum(map(len, figures.values()))} figures, "
+        f"{0 if not examples else sum(len(e['sounds']) for e in examples)} sounds, {len(skipped)} result file(s) "
+        f"skipped; {len(written)} files written")
+    return out / "index.html"
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="soundctm report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def _report(argv) -> int:
+    ap = Parser(prog="soundctm report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tier", default="tiny", help="the tier whose results to render (default tiny)")
-    ap.add_argument("--results", type=Path, default=None, help="results folder (default results/<tier>)")
+    ap.add_argument("--results", type=Path, default=None, help="results folder (default ./results/<tier>)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the folder to write index.html and report/ into (default: the results folder)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="also replace files of the names it writes that its manifest does not list (a report "
+                         "written before manifests); nothing is deleted either way")
     ap.add_argument("--no-audio", action="store_true", help="skip the generated audio examples")
-    ap.add_argument("--captions", type=int, default=3, help="captions in the Listen section (default 3)")
+    ap.add_argument("--captions", type=bounded_int(1, TINY_CORPUS["n_test"]), default=3,
+                    help="captions in the Listen section (default 3)")
     ap.add_argument("--checkpoint", type=Path, default=None, help="student export (default: the committed tiny one)")
     ap.add_argument("--vae", type=Path, default=None)
     ap.add_argument("--text-encoder", type=Path, default=None)
     a = ap.parse_args(argv)
-    results = a.results or REPO / "results" / a.tier
-    if not results.is_dir():
-        print(f"soundctm report: error: no results folder {results} (run the tables first)", file=sys.stderr)
-        return 2
-    if a.captions < 1:
-        print("soundctm report: error: --captions must be >= 1", file=sys.stderr)
-        return 2
+    for flag, p in (("--checkpoint", a.checkpoint), ("--vae", a.vae), ("--text-encoder", a.text_encoder)):
+        if p is not None:
+            in_file(p, flag)
+    if a.results is None:
+        results = results_root() / a.tier
+        if not results.is_dir():
+            raise CLIError(f"no results folder {results} (run in the folder that holds results/{a.tier}, or pass "
+                           "--results)")
+    else:
+        results = in_dir(a.results, "--results")
+    out = out_dir(results if a.out is None else a.out, "--out" if a.out is not None else "the results folder")
     t0 = time.time()
-    write_report(results, tier=a.tier, audio=not a.no_audio, n_captions=a.captions, student=a.checkpoint,
-                 vae=a.vae, text_encoder=a.text_encoder)
+    write_report(results, out=out, tier=a.tier, audio=not a.no_audio, n_captions=a.captions, student=a.checkpoint,
+                 vae=a.vae, text_encoder=a.text_encoder, overwrite=a.overwrite)
     print(f"[report] done in {time.time() - t0:.1f} s")
     return 0
+
+
+def main(argv=None) -> int:
+    """`soundctm report`: bad input -> one line on stderr and exit status 2."""
+    return run("soundctm report", _report, sys.argv[1:] if argv is None else list(argv))

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import sys
 
+from soundctm.cmdline import CLIError, Parser, nonnegative_int, out_dir, positive_float, positive_int, run
 from soundctm.distributed import run_training_ray
 from soundctm.train.checkpoint import load_latest, save_checkpoint
 from soundctm.train.config import TrainConfig, resolve_config
@@ -41,15 +42,15 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
         if kind == "teacher"
         else "distil a SoundCTM student from an exported teacher (Algorithm 2)"
     )
-    ap = argparse.ArgumentParser(prog=prog, description=desc)
+    ap = Parser(prog=prog, description=desc)  # with --threads N (torch.set_num_threads) and --version
     ap.add_argument(
         "--preset", default="tiny-dit", help="model preset (tiny-dit, tiny-unet, paper-dit, paper-unet)"
     )
-    ap.add_argument("--steps", type=int, default=None, help="training steps")
-    ap.add_argument("--batch-size", type=int, default=None, help="global batch size (split over workers)")
-    ap.add_argument("--lr", type=float, default=None, help="learning rate (default: preset/kind default)")
+    ap.add_argument("--steps", type=positive_int, default=None, help="training steps")
+    ap.add_argument("--batch-size", type=positive_int, default=None, help="global batch size (split over workers)")
+    ap.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: preset/kind default)")
     ap.add_argument("--optimizer", choices=("adamw", "radam"), default=None)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=nonnegative_int, default=0)
     ap.add_argument("--run-dir", default=None, help="output directory (default: runs/<kind>-<preset>)")
     ap.add_argument("--ema-mu", type=float, default=None)
     ap.add_argument("--p-uncond", type=float, default=None, help="caption dropout probability")
@@ -61,8 +62,7 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
         help="tiny: the tiny corpus latents + tiny CLAP conditioning; synthetic: random (tests)",
     )
     ap.add_argument("--cache", default=None, help="cache root (default: $SOUNDCTM_CACHE)")
-    ap.add_argument("--checkpoint-every", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--checkpoint-every", type=positive_int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
                     help="mixed-precision autocast of the networks' forward passes, losses in fp32 (default off)")
@@ -82,7 +82,7 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
         ap.add_argument("--gan", action="store_true", help="GAN term on decoded audio (default off)")
         ap.add_argument("--gan-weight", type=float, default=None)
         ap.add_argument("--gan-start", type=int, default=None)
-        ap.add_argument("--workers", type=int, default=0, help="run under Ray Train with this many workers")
+        ap.add_argument("--workers", type=nonnegative_int, default=0, help="run under Ray Train with this many workers")
         ap.add_argument("--gpus", action="store_true", help="one GPU per Ray worker (NCCL)")
         ap.add_argument("--max-failures", type=int, default=2, help="Ray: restarts from the last checkpoint")
     return ap
@@ -116,7 +116,7 @@ def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
     d.update(seed=args.seed, data=args.data, cache=args.cache, device=args.device, amp=args.amp)
     if kind == "distill":
         if (args.omega_min is None) != (args.omega_max is None):
-            raise SystemExit("give both --omega-min and --omega-max")
+            raise CLIError("give both --omega-min and --omega-max")
         if args.omega_min is not None:
             d["omega_range"] = (args.omega_min, args.omega_max)
         for k in ("dsm_weight", "max_ode_steps", "gan_weight", "gan_start"):
@@ -128,11 +128,11 @@ def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
 
 def _main(kind: str, argv) -> int:
     args = build_parser(kind).parse_args(argv)
+    out_dir(args.run_dir or f"runs/{kind}-{args.preset}", "--run-dir")
     try:
         cfg = resolve_config(config_from_args(kind, args))
     except (ValueError, NotImplementedError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise CLIError(str(e)) from None
     run_dir = args.run_dir or f"runs/{kind}-{cfg.preset}"
     workers = getattr(args, "workers", 0)
     if args.dry_run:
@@ -153,9 +153,9 @@ def _main(kind: str, argv) -> int:
 
 def train_teacher_main(argv=None) -> int:
     """`soundctm train-teacher`."""
-    return _main("teacher", sys.argv[1:] if argv is None else argv)
+    return run("soundctm train-teacher", lambda a: _main("teacher", a), sys.argv[1:] if argv is None else argv)
 
 
 def distill_main(argv=None) -> int:
     """`soundctm distill`."""
-    return _main("distill", sys.argv[1:] if argv is None else argv)
+    return run("soundctm distill", lambda a: _main("distill", a), sys.argv[1:] if argv is None else argv)

@@ -1,14 +1,15 @@
 """Committed references: reading, checking, and explicitly updating them.
 
-`results/tiny/checkpoints/` holds the committed tiny models (teacher, student, VAE, CLAP, event
-classifier) and `results/tiny/regression.json` the metrics they give on a fixed subset
+`soundctm/assets/tiny/` holds the committed tiny models (teacher, student, VAE, CLAP, event
+classifier; package data, `soundctm.paths.committed_tiny_dir()`) and `results/tiny/regression.json` of
+the source checkout the metrics they give on a fixed subset
 (`REGRESSION`: the first 24 test clips, one caption, one sample). A normal run never writes either:
 
   * `compute()` regenerates the subset from the committed files and returns the record;
   * `compare(recorded, got)` lists every metric that moved beyond its tolerance and every claim
     whose verdict flipped (what the CI test asserts is empty);
   * `update_reference()` (only through `python reproduce/regression.py --update-reference`)
-    copies models from the cache into the repository and rewrites the record, printing old and new.
+    copies models from the cache into `soundctm/assets/tiny/` and rewrites the record, printing old and new.
 
 Tolerance: generation is deterministic on a CPU for a given torch build and thread count (same
 z_T from per-item seeds, gamma = 0): two runs with the same thread count agree bit for bit. Across
@@ -36,7 +37,7 @@ from soundctm.experiments.tier import TINY, Tier, pinned_threads, tiny_component
 from soundctm.io import load_safetensors, write_json
 from soundctm.nn.text import get_text_encoder
 from soundctm.nn.vae import AudioAutoencoder
-from soundctm.paths import cache_dir
+from soundctm.paths import cache_dir, committed_tiny_dir
 from soundctm.provenance import provenance
 from soundctm.train.components import components_dir
 
@@ -44,8 +45,8 @@ __all__ = ["CHECKPOINTS", "RECORD", "REGRESSION", "REL_TOL", "committed_files", 
            "compare", "update_reference", "load_record", "cached_sources"]
 
 REPO = Path(__file__).resolve().parents[2]
-CHECKPOINTS = REPO / "results" / "tiny" / "checkpoints"
-RECORD = REPO / "results" / "tiny" / "regression.json"
+CHECKPOINTS = committed_tiny_dir()
+RECORD = REPO / "results" / "tiny" / "regression.json"  # of the source checkout (not part of the wheel)
 REL_TOL = 1e-3  # relative; plus ABS_TOL for values near 0
 THREADS = 1  # generation threads of the regression (results are bit-identical for a fixed count)
 ABS_TOL = 1e-6

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from soundctm.ctm import CTMStudent
@@ -43,7 +44,7 @@ from soundctm.rng import prior_noise
 from soundctm.train.checkpoint import load_export
 
 __all__ = ["KIND", "SpeedSystem", "SpeedTable", "Pipeline", "PAPER_ARCHS", "paper_pipeline", "tiny_pipeline",
-           "run_speed", "speed_markdown"]
+           "run_speed", "speed_markdown", "speed_frame", "write_speed_csv"]
 
 KIND = "speed"
 CAPTION = "a dog barks while cars pass by"
@@ -231,11 +232,40 @@ def run_speed(table: SpeedTable, args, runner=None, *, repeats: int | None = Non
            "paper_device": table.paper_device, "steps": list(table.steps), "rows": rows,
            "verdicts": [v.__dict__ for v in verdicts]}
     write_json(out / f"{table.name}.json", rec)
+    write_speed_csv(rec, out / f"{table.name}.csv")
     md = speed_markdown(table, rec)
     write_text(out / f"{table.name}.md", md)
     print(md)
-    print(f"[{table.name}] wrote {out}/{table.name}.{{json,md}} in {time.time() - t0:.0f} s", file=sys.stderr)
+    print(f"[{table.name}] wrote {out}/{table.name}.{{json,csv,md}} in {time.time() - t0:.0f} s", file=sys.stderr)
     return rec
+
+
+def _at(by_steps: dict, n: int):
+    """by_steps[n]: int keys in the record `run_speed` returns, str keys once it went through JSON."""
+    return by_steps.get(n, by_steps.get(str(n)))
+
+
+def speed_frame(rec: dict) -> pd.DataFrame:
+    """One row per system x {unconditional branch skipped, evaluated} at nu = 1: the parameter counts, the median
+    seconds per sample at each step count (of `repeats` calls; the JSON keeps every call) and the paper's seconds
+    (on the rows timed as the paper's systems are compared: branch skipped). `rec`: a speed record (JSON or not)."""
+    steps = rec["steps"]
+    recs = []
+    for r in rec["rows"]:
+        p = r["params"]
+        row = {"system": r["system"], "model": r["label"], "ch/sr": r["ch_sr"], "uncond_at_nu_1": r["uncond_at_nu_1"],
+               "params text": p["text"], "params backbone": p["backbone"], "params decoder": p["decoder"],
+               "repeats": rec["meta"]["repeats"]}
+        row.update({f"{n} step(s) [s]": _at(r["median"], n) for n in steps})
+        ours = r["uncond_at_nu_1"] == UNCOND[0]
+        row.update({f"paper {n} [s]": _at(r["paper"], n) if ours else None for n in steps})
+        recs.append(row)
+    return pd.DataFrame.from_records(recs)
+
+
+def write_speed_csv(rec: dict, path: str | Path) -> Path:
+    """`speed_frame(rec)` as CSV at `path` (the speed table's <name>.csv beside its .json and .md)."""
+    return write_text(path, speed_frame(rec).to_csv(index=False))
 
 
 def speed_markdown(table: SpeedTable, rec: dict) -> str:

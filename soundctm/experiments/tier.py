@@ -23,15 +23,13 @@ from soundctm.metrics.pretrained.text import LaionClapText
 from soundctm.metrics.pretrained.weights import WEIGHTS, weight_path
 from soundctm.metrics.registry import get_embedder
 from soundctm.nn.vae import AudioAutoencoder
-from soundctm.paths import MissingAssetsError, audiocaps_dir, cache_dir, weights_dir
+from soundctm.paths import MissingAssetsError, audiocaps_dir, cache_dir, results_root, weights_dir
 from soundctm.presets import PAPER_AUDIO
 from soundctm.train.components import get_tiny_components
 from soundctm.train.config import TRAIN_THREADS, pinned_threads  # noqa: F401  (re-exported)
 from soundctm.train.tiny import distill_tiny_student, train_tiny_teacher
 
 __all__ = ["Unit", "Components", "Tier", "TINY", "PAPER", "TIERS", "get_tier", "tiny_components", "paper_assets"]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -79,7 +77,8 @@ class Tier:
 
     @property
     def results_dir(self) -> Path:
-        return REPO / "results" / self.name
+        """`results/<name>` of the working directory: where a table's files go unless `--out` says."""
+        return results_root() / self.name
 
     def on_device(self, comp: Components) -> Components:
         """The tier's one device policy: `device` is where the runner loads every teacher / student and

@@ -16,18 +16,18 @@
   (`functional.kl_passt_sam`); `KL_audioldm[tiny-evt]` is audioldm_eval's KL(ref || gen).
 
   A versioned name means one file: the committed evaluator
-  `results/tiny/checkpoints/evaluators/tiny-evt-v2-<settings>-<corpus checksum>.safetensors` is
+  `soundctm/assets/tiny/evaluators/tiny-evt-v2-<settings>-<corpus checksum>.safetensors` is
   what `tiny_evt()` (and `soundctm evaluate --embedder-set tiny`) loads; its weights hash is
   verified on load. Nothing is trained implicitly: a missing evaluator, or one built for another
   corpus checksum, is an `EvaluatorError` naming the file and the command that rebuilds it,
   `soundctm build-evaluator [--corpus ROOT] [--out DIR] --rebuild` (`build_main`).
 - `tiny-clap`: the corpus's tiny CLAP (`soundctm.nn.text`), audio and text towers, for the
-  CLAP score.
+  CLAP score; by default the committed `soundctm/assets/tiny/clap.safetensors` (the text encoder
+  `soundctm generate` uses), else the cached tiny component.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -45,11 +45,12 @@ from scipy.optimize import minimize_scalar
 from torch import nn
 
 from soundctm.audio import LogMel, read_audio
+from soundctm.cmdline import Parser, in_dir, out_dir, run
 from soundctm.data.corpus import load_ground_truth, read_manifest, tiny_corpus
 from soundctm.io import load_safetensors, save_safetensors
 from soundctm.metrics.registry import Embedder, prepare_waveforms, register
 from soundctm.nn.text import get_text_encoder
-from soundctm.paths import cache_dir
+from soundctm.paths import cache_dir, committed_tiny_dir, require_files, tiny_components_dir
 
 __all__ = [
     "LogMel",
@@ -433,8 +434,8 @@ def evaluator_filename(cfg: EvtConfig, corpus_csum: str) -> str:
 
 
 def committed_evaluators_dir() -> Path:
-    """`results/tiny/checkpoints/evaluators` of the source checkout (may not exist in a wheel)."""
-    return Path(__file__).resolve().parents[2] / "results" / "tiny" / "checkpoints" / "evaluators"
+    """`evaluators/` of the package's tiny models (`soundctm.paths.committed_tiny_dir()`)."""
+    return committed_tiny_dir() / "evaluators"
 
 
 def _rebuild_command(out_dir: Path, corpus_root: Path | None = None) -> str:
@@ -591,7 +592,7 @@ def tiny_evt(
     """The `tiny-evt` embedder. Loads and verifies an evaluator file; trains only when asked.
 
     path: load this file (weights hash verified; corpus checksum too when corpus_root is given).
-    With nothing given: the committed `results/tiny/checkpoints/evaluators/tiny-evt-v{version}-*`
+    With nothing given: the committed `soundctm/assets/tiny/evaluators/tiny-evt-v{version}-*`
       (else the one in `cache_dir()/tiny/evaluators`), no corpus needed; this is what
       `soundctm evaluate --embedder-set tiny` uses.
     corpus_root / cache: the evaluator for that corpus (default `tiny_corpus()`) by name,
@@ -692,30 +693,36 @@ class TinyClapEmbedder(Embedder):
 
 
 def tiny_clap(path: str | os.PathLike | None = None, device: str = "cpu") -> TinyClapEmbedder:
-    """The `tiny-clap` embedder: TinyCLAP from `path` (safetensors) or the cached tiny component."""
+    """The `tiny-clap` embedder: TinyCLAP from `path` (safetensors); by default the committed
+    `soundctm/assets/tiny/clap.safetensors` (what `soundctm generate` conditions on), else the cached tiny
+    component (`soundctm build-components`)."""
 
-    kw = {} if path is None else {"path": path}
-    return TinyClapEmbedder(get_text_encoder("tiny-clap", **kw), device=device)
+    if path is None:
+        committed, cached = committed_tiny_dir() / "clap.safetensors", tiny_components_dir() / "clap.safetensors"
+        path = cached if cached.exists() and not committed.exists() else committed
+        require_files([("the tiny CLAP (tiny-clap)", path)],
+                      hint=f"it ships with the package; or build {cached} with `soundctm build-components`")
+    return TinyClapEmbedder(get_text_encoder("tiny-clap", path=path), device=device)
 
 
 def build_main(argv: list[str] | None = None) -> int:
     """`soundctm build-evaluator`: train tiny-evt, fit its temperature, write and verify the file."""
+    return run("soundctm build-evaluator", _build, argv)
 
 
-    ap = argparse.ArgumentParser(prog="soundctm build-evaluator", description=build_main.__doc__)
+def _build(argv: list[str] | None) -> int:
+    ap = Parser(prog="soundctm build-evaluator", description=build_main.__doc__, threads_default=1)
     ap.add_argument("--corpus", default=None, help="AudioCaps-layout corpus root (default: the tiny corpus)")
     ap.add_argument(
         "--out",
         default=None,
         help="output directory (default: $SOUNDCTM_CACHE/tiny/evaluators; the committed one is "
-        "results/tiny/checkpoints/evaluators)",
+        "soundctm/assets/tiny/evaluators)",
     )
     ap.add_argument("--rebuild", action="store_true", help="train again even if the file exists (overwrites it)")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the committed file's setting)")
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    root = Path(a.corpus) if a.corpus else _default_corpus_root()
-    out = Path(a.out) if a.out else cache_dir() / "tiny" / "evaluators"
+    a = ap.parse_args(argv)  # --threads defaults to 1 here: the committed file's setting
+    out = out_dir(a.out if a.out else cache_dir() / "tiny" / "evaluators", "--out")
+    root = in_dir(a.corpus, "--corpus folder") if a.corpus else _default_corpus_root()
     cfg = EvtConfig()
     target = out / evaluator_filename(cfg, corpus_checksum(root))
     if target.exists() and not a.rebuild:

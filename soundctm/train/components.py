@@ -16,7 +16,6 @@ Library use: `get_tiny_components(cache=None) -> (CorpusInfo, AudioAutoencoder, 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -31,11 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundctm.cmdline import Parser, nonnegative_int, out_file, positive_int, run
 from soundctm.data.corpus import caption_vocabulary, tiny_corpus
 from soundctm.io import file_lock, load_safetensors, write_json
 from soundctm.nn.text import TinyAudioConfig, TinyCLAP, TinyTextConfig, build_vocabulary, normalise_caption
 from soundctm.nn.vae import AudioAutoencoder, VAEConfig, vae_config
-from soundctm.paths import committed_tiny_dir, tiny_components_dir
+from soundctm.paths import committed_tiny_dir, results_root, tiny_components_dir
 from soundctm.provenance import provenance
 from soundctm.train.config import TRAIN_THREADS, pinned_threads
 from soundctm.train.text import TextTrainConfig, retrieval_recall, train_clap
@@ -143,7 +143,7 @@ def get_tiny_components(
     The VAE (with fitted latent normalisation) and the CLAP are cached under
     `components_dir(cache)`; a cached file is reused only if its key (corpus identity + every
     setting) matches. A missing one is taken from the committed files (`committed`, default
-    `results/tiny/checkpoints/` of the source checkout) when the committed file's recorded key is
+    `soundctm/assets/tiny/`, the package's tiny models) when the committed file's recorded key is
     the same key (the same corpus and settings: what training here would reproduce bit for bit),
     and trained otherwise. `force=True` retrains both. Both models are returned in eval mode with
     gradients disabled.
@@ -311,9 +311,7 @@ def evaluate_components(corpus, vae: AudioAutoencoder, clap: TinyCLAP) -> dict:
 
 
 def _default_out() -> Path:
-    root = Path(__file__).resolve().parents[2]
-    base = root if (root / "pyproject.toml").exists() else Path.cwd()
-    return base / "results" / "tiny" / "components.json"
+    return results_root() / "tiny" / "components.json"
 
 
 def _fmt(x, nd=3) -> str:
@@ -346,27 +344,29 @@ def _report_text(res: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="soundctm build-components", description=__doc__.split("\n\n")[0])
+    """`soundctm build-components`: bad input -> one line on stderr, exit status 2."""
+    return run("soundctm build-components", _main, argv)
+
+
+def _main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="soundctm build-components", description=__doc__.split("\n\n")[0])
     p.add_argument("--cache", default=None, help="cache root (default: $SOUNDCTM_CACHE or ~/.cache/soundctm)")
     p.add_argument("--out", default=None, help="results JSON (default: results/tiny/components.json)")
     p.add_argument("--force", action="store_true",
                    help="retrain the VAE and CLAP even if cached or committed with these settings")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--vae",
         default="tiny",
         choices=("tiny", "tiny-stft", "tiny-dac"),
         help="tiny VAE design (default tiny = tiny-stft; tiny-dac is the original waveform VAE)",
     )
-    p.add_argument("--vae-steps", type=int, default=None)
-    p.add_argument("--clap-steps", type=int, default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--vae-steps", type=positive_int, default=None)
+    p.add_argument("--clap-steps", type=positive_int, default=None)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true", help="print the resolved configuration and exit")
     args = p.parse_args(argv)
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    out_file(args.out) if args.out else out_file(_default_out(), "the results file")
     cfg = TinyComponentsConfig().with_seed(args.seed).with_vae(args.vae)
     if args.vae_steps is not None:
         cfg = dataclasses.replace(cfg, vae_train=dataclasses.replace(cfg.vae_train, steps=args.vae_steps))
