@@ -227,30 +227,52 @@ class CTMLoss:
     uncond in one batched forward) and the EMA target run under no_grad. On a grid that ends at sigma 0
     (`grid_to_zero`), d_teacher reads the teacher's features at sigma_min where s = 0 and l2_0 leaves a
     jump that already ends at 0 as it is.
+
+    `bank` (optional, a `soundctm.train.target_bank.TargetBank`) holds stored teacher solves z_u: while
+    `bank_at` is (step, rank, world) (the training task sets it around the step's call), `target` fingerprints
+    the solve's input, uses the bank's z_u when the stored fingerprint matches exactly and otherwise solves
+    inline and offers the result to the bank. With `bank_at` None (the default) every solve is inline.
     """
 
     DISTANCES = ("d_teacher", "l2_s", "l2_0", "pseudo_huber", "l1")
 
     def __init__(self, teacher: Precond, sigmas: torch.Tensor, distance: str = "d_teacher", solver=heun_solve, *,
-                 reduction: str = "sum-channels", huber_c: float | None = None):
+                 reduction: str = "sum-channels", huber_c: float | None = None, bank=None):
         if distance not in self.DISTANCES:
             raise ValueError(f"unknown CTM distance {distance!r}; expected one of {self.DISTANCES}")
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}; expected one of {REDUCTIONS}")
         self.teacher, self.sigmas, self.distance, self.solver = teacher, sigmas, distance, solver
         self.reduction, self.huber_c = reduction, huber_c
+        self.bank, self.bank_at = bank, None
 
     def target(self, ema: CTMStudent, z_t, draw: TimeDraw, cond, uncond, omega) -> torch.Tensor:
         """z_target = G_sg(Solver(z_t, t, u; phi, omega), u, s), no grad."""
         with torch.no_grad():
             den = cfg_denoiser(self.teacher, cond, uncond, omega)
-            z_u = self.solver(den, z_t, draw.t, draw.u, sigmas=self.sigmas)
+            z_u, fingerprint = self._banked_solve(z_t, draw, cond, uncond, omega)
+            if z_u is None:
+                z_u = self.solver(den, z_t, draw.t, draw.u, sigmas=self.sigmas)
+                if fingerprint is not None:
+                    step, rank, world = self.bank_at
+                    self.bank.put(step, fingerprint, z_u, rank, world)
             at0 = draw.u <= 0  # a solve that reached sigma 0 (`grid_to_zero`): s = u = 0, the jump is the identity
             if not bool(at0.any()):
                 return ema(z_u, draw.u, draw.s, cond, omega)
             u_safe = torch.where(at0, torch.ones_like(draw.u), draw.u)
             s_safe = torch.where(at0, torch.zeros_like(draw.s), draw.s)
             return torch.where(_bcast(at0, z_u), z_u, ema(z_u, u_safe, s_safe, cond, omega))
+
+    def _banked_solve(self, z_t, draw: TimeDraw, cond, uncond, omega) -> tuple[torch.Tensor | None, str | None]:
+        """(the bank's z_u or None, the solve's fingerprint or None when no bank is consulted)."""
+        if self.bank is None or self.bank_at is None:
+            return None, None
+        step, rank, world = self.bank_at
+        fingerprint = self.bank.fingerprint(z_t, draw.t, draw.u, omega, cond, uncond, self.sigmas)
+        z_u = self.bank.get(step, fingerprint, rank, world)
+        if z_u is not None:
+            z_u = z_u.to(device=z_t.device)
+        return z_u, fingerprint
 
     def __call__(self, student: CTMStudent, ema: CTMStudent, z_t: torch.Tensor, draw: TimeDraw,
                  cond: torch.Tensor, uncond: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:

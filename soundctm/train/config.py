@@ -73,8 +73,8 @@ CTM_ONLY = {"distance": "d_teacher", "gan": False, "dsm_weighting": "none", "k_s
 KEY_OMIT_IF_DEFAULT += ("amp",)  # mixed precision, off by default (a later setting, like those above)
 KEY_OMIT_IF_DEFAULT += ("lr_final_fraction", "export_ema_std")
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device",
-                     "fidelity_items"}
-BOOKKEEPING = ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export", "fidelity_items")
+                     "fidelity_items", "target_bank"}
+BOOKKEEPING = ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export", "fidelity_items", "target_bank")
 TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
 TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
 STUDENT_LR_TINY = 2e-4  # tiny students: larger than the paper's 8e-5 to fit a CPU budget
@@ -141,6 +141,11 @@ class TrainConfig:
     # on this many validation captions (`soundctm.fidelity`; the curve lands in summary.json and fidelity.png);
     # 0: not at all. Bookkeeping: not part of a run's key.
     fidelity_items: int = 40
+    # the teacher-target bank (soundctm.train.target_bank): the CTM target's teacher solves z_u stored once and
+    # read back by every run with the same teacher, seed, draw settings and data. None: solve inline; "auto":
+    # the bank under <cache or cache_dir()>/tiny/target-bank/; else a folder holding the banks. A hit is
+    # the solve's exact bytes, so training is bit-identical either way. Bookkeeping: not part of a run's key.
+    target_bank: str | None = None
     threads: int | None = None
     device: str = "cpu"
     export: bool = True
@@ -234,6 +239,14 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"fidelity_items must be >= 0, got {out.fidelity_items}")
     if out.huber_c is not None and out.huber_c <= 0:
         raise ValueError(f"huber_c must be positive, got {out.huber_c}")
+    if out.target_bank is not None:
+        if out.kind != "distill" or out.objective != "ctm":
+            raise ValueError("target_bank stores the teacher solves of SoundCTM distillation (kind 'distill', "
+                             "objective 'ctm')")
+        if not str(out.target_bank).strip():
+            raise ValueError("target_bank must be None, 'auto' or a folder")
+        if out.target_bank != "auto":
+            out = dataclasses.replace(out, target_bank=str(Path(out.target_bank).expanduser().resolve()))
     return out
 
 

@@ -13,6 +13,9 @@ RAdam, gradient clipping at 1000, EMA target sg(theta) with the preset's mu.
 The adaptive lambda uses last-layer gradients averaged over all workers, so N workers compute the
 same lambda as one process holding the whole batch.
 
+With `target_bank` set, the teacher solves of the CTM target are read from (and written to) a stored stream
+shared by runs with the same teacher, seed, draws and data (`soundctm.train.target_bank`), bit-identically.
+
 With `objective` "cd" (ConsistencyTTA-style) or "lcm" (AudioLCM-style) the same loop trains a consistency
 model from the same teacher instead (`soundctm.cd`: its draws, target and loss; no DSM or GAN term).
 
@@ -33,6 +36,7 @@ from soundctm.ctm import (
     ema_update,
     make_ema,
 )
+from soundctm.data.latent_cache import file_checksum, state_dict_checksum
 from soundctm.edm import karras_sigmas
 from soundctm.nn.vae import AudioAutoencoder, vae_config
 from soundctm.presets import build_student, build_teacher, model_preset
@@ -47,6 +51,7 @@ from soundctm.train.gan import (
     feature_matching_loss,
     generator_hinge_loss,
 )
+from soundctm.train.target_bank import TargetBank, numerics_id, solver_name
 
 __all__ = ["DistillTask", "tiny_student_config", "power_ema_gamma", "validation_probe", "VALIDATION_SEED"]
 
@@ -113,11 +118,28 @@ class DistillTask:
         else:
             self.ctm = CTMLoss(teacher, self.sigmas, distance=cfg.distance, reduction=cfg.loss_reduction,
                                huber_c=cfg.huber_c)
+            self.ctm.bank = self._target_bank(cfg, teacher, data, device)
         self.uncond = data.uncond.to(device)
         self.gan = None
         if cfg.gan:
             self._init_gan(cfg, data, device)
             self.log_keys = self.log_keys + ("gan", "lambda_gan", "disc")
+
+    def _target_bank(self, cfg: TrainConfig, teacher, data, device) -> TargetBank | None:
+        """The teacher-target bank of `cfg.target_bank` (soundctm.train.target_bank), or None (solve inline).
+        The teacher's identity is its export file's checksum, or that of its weights when it was built here."""
+        if cfg.target_bank is None:
+            return None
+        checksum = (file_checksum(cfg.teacher_path) if cfg.teacher_path
+                    else state_dict_checksum(teacher.state_dict()))
+        return TargetBank.for_run(cfg, teacher=checksum, data_info=data.info, solver=solver_name(self.ctm.solver),
+                                  numerics=numerics_id(device, cfg.amp))
+
+    def run_stats(self) -> dict:
+        """{"target_bank": its counters (`TargetBank.stats`)} with a bank, else {}: this process's lookups since
+        it started (a resumed run counts from its resume step), for the step log and the run summary."""
+        bank = getattr(getattr(self, "ctm", None), "bank", None)
+        return {"target_bank": bank.stats()} if bank is not None else {}
 
     def _init_gan(self, cfg: TrainConfig, data, device) -> None:
         """Frozen VAE decoder + discriminators (soundctm.train.gan) with their own Adam."""
@@ -169,9 +191,13 @@ class DistillTask:
             out["omega_mean"] = d.omega.mean()
             out["ode_steps_mean"] = (d.iu - d.it).float().mean()
             return out
-        out = distill_losses(self.model, self.ema, self.ctm, z0, cond, self.uncond, d, dsm_weight=cfg.dsm_weight,
-                             adaptive=cfg.adaptive_dsm, reduce_grads=allreduce_mean,
-                             dsm_weighting=cfg.dsm_weighting)
+        self.ctm.bank_at = (step, rank, world)  # the bank entry of this step's teacher solve (if a bank is set)
+        try:
+            out = distill_losses(self.model, self.ema, self.ctm, z0, cond, self.uncond, d,
+                                 dsm_weight=cfg.dsm_weight, adaptive=cfg.adaptive_dsm, reduce_grads=allreduce_mean,
+                                 dsm_weighting=cfg.dsm_weighting)
+        finally:
+            self.ctm.bank_at = None
         l_ctm, z_t, cond = out.pop("_ctm"), out.pop("_z_t"), out.pop("_cond")
         out["omega_mean"] = d.omega.mean()
         out["ode_steps_mean"] = (d.times.iu - d.times.it).float().mean()

@@ -168,6 +168,13 @@ def _maybe_inject_fault(step: int, run_dir: Path) -> None:
         os._exit(3)
 
 
+def _run_stats(task) -> dict:
+    """A task's counters for the step log and the summary (`DistillTask.run_stats`: the teacher-target bank's
+    hits and misses), {} when it keeps none."""
+    fn = getattr(task, "run_stats", None)
+    return fn() if fn is not None else {}
+
+
 def make_task(cfg: TrainConfig, data, device, log=print):
     if cfg.kind == "teacher":
         return TeacherTask(cfg, data, device)
@@ -308,6 +315,7 @@ def _run_training(
                 "lr": opt.param_groups[0]["lr"],
                 "step_seconds": dt,
                 "skipped_steps": skipped,
+                **_run_stats(task),
                 **memory_stats(device),
             }
             if at_checkpoint and main and hasattr(task, "checkpoint_metrics"):
@@ -364,6 +372,7 @@ def _run_training(
         "export": str(export) if export else None,
         "torch_threads": torch.get_num_threads(),
         "cpu": cpu_info(),
+        **_run_stats(task),
         **memory_stats(device),
     }
     curve = fidelity_curve(mpath) if main else []
