@@ -53,7 +53,8 @@ APP_SAMPLERS = ("guidance", "ditto", "bwe")
 APP_SOURCES = ("lowpass",)
 # the code an application row's artifacts also depend on (relative to soundctm/, as the runner's code lists)
 APP_CODE = ("apps", "experiments/applications.py")
-ITEM_METRICS = {"intensity-mse": "intensity MSE [dB²]", "lsd": "LSD"}
+ITEM_METRICS = {"intensity-mse": "intensity MSE [dB²]", "lsd": "LSD",
+                "fidelity": "teacher-ODE error"}  # (fidelity: latents against the teacher, `Runner.item_metric`)
 _BAND = {"cutoff_hz": PAPER_CUTOFF_HZ, "at_rate": PAPER_RATE}
 DEFAULTS = {"guidance": {"eta": ETA}, "ditto": {"lr": LR, "iterations": ITERATIONS},
             "bwe": {**_BAND, "every_step": True}, "lowpass": dict(_BAND)}

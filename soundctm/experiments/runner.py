@@ -50,6 +50,7 @@ from soundctm.experiments.stats import Bootstrap, Dist, ItemScores, item_mean_di
 from soundctm.experiments.store import Store, open_store
 from soundctm.experiments.tier import TIERS, Components, Tier, get_tier
 from soundctm.experiments.timing import time_call, timing_column
+from soundctm.fidelity import relative_sq_error
 from soundctm.io import atomic_write, load_safetensors, save_safetensors, write_json
 from soundctm.metrics import functional as Fm
 from soundctm.nn.text import Conditioner
@@ -79,6 +80,23 @@ _PKG = Path(__file__).resolve().parents[1]
 # The code an artifact depends on: a change to any of these files re-generates (never re-trains).
 GENERATION_CODE = ("edm.py", "ctm.py", "sampling.py", "rng.py", "nn", "experiments/generation.py")
 SCORING_CODE = ("metrics", "audio.py", "experiments/generation.py")
+FIDELITY = "fidelity"  # the per-item metric family of the teacher-ODE error (docs/fidelity.md)
+REFERENCE_STEPS = 40  # the teacher's Heun solve the error is measured against (its 40-point Karras grid)
+
+
+def fidelity_reference(row: Row) -> Row | None:
+    """The row a sampler row's teacher-ODE error is measured against: its teacher's (a teacher row: its own
+    run's) Heun solve on the 40-point grid with the row's omega, from the same z_T and caption; None for a row
+    without one (a reference source, an application row)."""
+    if row.source != "sampler" or A.is_app(row) or row.not_run is not None:
+        return None
+    teacher = row.run if row.run.kind == "teacher" else row.run.teacher
+    return Row(f"{row.name}-teacher-ode", run=teacher, sampler="heun", steps=REFERENCE_STEPS, omega=row.omega)
+
+
+def has_fidelity(row: Row) -> bool:
+    """Whether `row` has a teacher-ODE error: a sampler row with a teacher reference, or decoded zeros (1)."""
+    return row.source == "zeros" or fidelity_reference(row) is not None
 
 
 def generation_code(row: Row) -> tuple[str, ...]:
@@ -398,16 +416,32 @@ class Runner:
     def item_metric(self, row: Row, family: str) -> np.ndarray:
         """Per-item values [N] of a per-item metric family (`applications.ITEM_METRICS`) of `row` (cached)."""
         key = {**self._scores_settings(row), "item_metric": family, "app_code": code_hash(SCORING_CODE + A.APP_CODE)}
+        if family == FIDELITY and (ref := fidelity_reference(row)) is not None:
+            key["reference"] = {"row": ref.generation_settings(), "models": self.model_shas(ref.run)}
         path = self.store / f"item-{family}-{settings_hash(key)}.npy"
         if path.exists():
             return np.load(path)
-        wavs, _, _ = self.audio(row)
-        values = A.item_metric(self, family, wavs)
+        if family == FIDELITY:
+            values = self._fidelity(row)
+        else:
+            wavs, _, _ = self.audio(row)
+            values = A.item_metric(self, family, wavs)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, values)
         os.replace(tmp, path)
         return values
+
+    def _fidelity(self, row: Row) -> np.ndarray:
+        """The teacher-ODE error of every item of `row` (`soundctm.fidelity.relative_sq_error`): its latent against
+        the teacher's Heun-40 latent of the same z_T, caption and omega (`fidelity_reference`); decoded zeros'
+        error is 1 by definition (the trivial baseline)."""
+        if row.source == "zeros":
+            return np.ones(len(self.items()[0]))
+        ref = fidelity_reference(row)
+        if ref is None:
+            raise ValueError(f"row {row.name!r}: the teacher-ODE error needs a sampler row (or decoded zeros)")
+        return relative_sq_error(self.latents(row), self.latents(ref))
 
     # ------------------------------------------------------------------ timing
     def timing(self, row: Row, repeats: int | None = None, *, batch: int = 1, always_uncond: bool = False,
@@ -505,7 +539,7 @@ class Runner:
                 per = [metric_dists(sc.subset(seed_of == k), ref, fams, one) for k in range(len(r.run.seeds))]
                 seed_values[r.name] = {m: [p[m].value for p in per] for m in dists[r.name]}
             for m in table.metrics:  # per-item metric families (applications), after the embedders' ones
-                if m in A.ITEM_METRICS and r.source != "shuffled-captions":
+                if m in A.ITEM_METRICS and r.source != "shuffled-captions" and (m != FIDELITY or has_fidelity(r)):
                     values = self.on_worker("score", Runner.item_metric, r, m)
                     dists[r.name][m] = item_mean_dist(values, sc.unit, boot)
                     if r.name in seed_values:  # item i came from training seed number i mod n

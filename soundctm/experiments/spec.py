@@ -218,12 +218,13 @@ class Claim:
 
 @dataclass(frozen=True)
 class Table:
-    """A table: rows, metric families ("fd", "kid", "kl", "clap"), the paper's columns, claims."""
+    """A table: rows, metric families (default "fd", "kid", "kl", "clap" and "fidelity", the teacher-ODE error of
+    every sampler row, `soundctm.experiments.runner.fidelity_reference`), the paper's columns, claims."""
 
     name: str
     title: str
     rows: tuple[Row, ...]
-    metrics: tuple[str, ...] = ("fd", "kid", "kl", "clap")
+    metrics: tuple[str, ...] = ("fd", "kid", "kl", "clap", "fidelity")
     paper_columns: tuple[str, ...] = ()
     claims: tuple[Claim, ...] = ()
     description: str = ""

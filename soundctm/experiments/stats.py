@@ -30,7 +30,7 @@ __all__ = ["Bootstrap", "Dist", "interval", "ItemScores", "LOWER_IS_BETTER", "me
            "kl_per_item", "item_mean_dist"]
 
 LOWER_IS_BETTER = {"fd": True, "kid": True, "kl": True, "clap": False, "mel": True, "lpaps": True,
-                   "intensity-mse": True, "lsd": True}
+                   "intensity-mse": True, "lsd": True, "fidelity": True}
 LEVEL = 0.95
 
 
