@@ -42,7 +42,7 @@ __all__ = ["OBJECTIVES", "CD_OBJECTIVES", "LCM_SKIP", "LCM_HUBER_C", "CD_OMEGA",
 
 OBJECTIVES = ("ctm", "cd", "lcm")  # the distillation objectives of `train.distill.DistillTask`
 CD_OBJECTIVES = ("cd", "lcm")  # the consistency-distillation ones (sampled with `sampling.cm_sample`)
-LCM_SKIP = 4  # default skipping step k of "lcm" on the training grid (README: why 4)
+LCM_SKIP = 4  # default skipping step k of "lcm" on the training grid (docs/distillation.md: why 4)
 LCM_HUBER_C = 0.001  # AudioLCM's pseudo-Huber constant (elementwise)
 CD_OMEGA = 4.0  # the fixed CFG scale of "cd" (ConsistencyTTA's inference omega, Table 2's)
 

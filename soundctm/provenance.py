@@ -50,7 +50,7 @@ def device_name() -> str:
 def cpu_info() -> dict:
     """The processor and the vector instructions torch's CPU kernels use on it ("AVX2", "AVX512", ...).
 
-    Training is bit-reproducible only on one kind of processor (README, "Determinism"): kernels chosen by CPU
+    Training is bit-reproducible only on one kind of processor (docs/determinism.md): kernels chosen by CPU
     features round differently, so a training report names the processor it ran on."""
     model = None
     try:

@@ -7,7 +7,7 @@ worker nodes, each its own raylet, on this machine; GPUs are logical resources).
 * Killing a worker node mid-run (once a first artifact has landed, while that node runs a task)
   loses no finished artifact (same bytes, same file, still made by the killed node), the task it was
   running is retried elsewhere, and the table's numbers equal those of an undisturbed run.
-  `SOUNDCTM_CLUSTER_KILLS=N` repeats the killed run N times (the README's reliability figure).
+  `SOUNDCTM_CLUSTER_KILLS=N` repeats the killed run N times (the reliability figure of docs/cluster.md).
 
 The workload is tiny: the committed tiny VAE / CLAP / evaluator on 4 test clips (1 caption, 1 sample),
 a teacher and a two-seed student trained for a few steps on synthetic latents.

@@ -223,7 +223,7 @@ def test_unreadable_audio_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_committed_file_hash_is_recorded():
-    """The file the README names: its sha256 is stable (printed by `soundctm build-evaluator`)."""
+    """The file docs/metrics.md names: its sha256 is stable (printed by `soundctm build-evaluator`)."""
     digest = hashlib.sha256(V2[0].read_bytes()).hexdigest()
     assert len(digest) == 64
     _, meta = load_safetensors(V2[0])

@@ -113,7 +113,7 @@ class TrainConfig:
     gan_weight: float = 1.0  # times the adaptive weight ||grad L_CTM|| / ||grad L_GAN|| (last layer)
     gan_start: int = 0  # first step with the GAN term
     gan_lr: float = 2e-4  # discriminator Adam lr (betas 0.5, 0.9)
-    # the official implementation's choices, each selectable (defaults: ours; see README, Table options)
+    # the official implementation's choices, each selectable (defaults: ours; see docs/distillation.md)
     dsm_weighting: str = "none"  # student DSM: "none" (Eq. 8 as written) | "karras" (lambda(sigma) as the teacher)
     k_sampling: str = "per-example"  # ODE solver length k of t -> u: "per-example" | "per-batch" (one k per step)
     loss_reduction: str = "sum-channels"  # CTM distance over channels: "sum-channels" | "mean-channels"

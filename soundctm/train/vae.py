@@ -109,7 +109,7 @@ class VAETrainConfig:
 VAE_TRAIN_PRESETS: dict[str, VAETrainConfig] = {
     "tiny-dac": VAETrainConfig(),
     # 9600 steps x 16 crops of 0.5 s, multi-scale mel over 4 scales: about 1 600 CPU s on one thread.
-    # Test split (README, "The tiny VAE"): tiny-evt mAP 0.95 on reconstructions vs 0.997 on the
+    # Test split (docs/tiny-results.md, "The tiny VAE"): tiny-evt mAP 0.95 on reconstructions vs 0.997 on the
     # originals; 2400 steps (388 CPU s) gave 0.78, short of the codec target of 0.9x.
     "tiny-stft": VAETrainConfig(
         steps=9600,

@@ -103,7 +103,8 @@ def _clap_module():
     spec = importlib.util.find_spec("laion_clap")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "the LAION-CLAP adapter needs the `laion-clap` package (soundctm's metrics environment; see README)",
+            "the LAION-CLAP adapter needs the `laion-clap` package (soundctm's metrics environment, `tox -e metrics`; "
+            "see docs/metrics.md)",
             name="laion_clap",
         )
     pkg_dir = str(list(spec.submodule_search_locations)[0])
