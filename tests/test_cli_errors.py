@@ -121,6 +121,8 @@ CASES = [
     ("report checkpoint missing", ["report", "--results", "{clips}", "--checkpoint", "{tmp}/none.safetensors"],
      "--checkpoint not found"),
     ("report checkpoint is a dir", ["report", "--checkpoint", "{dir}"], "is a directory"),
+    ("report teacher missing", ["report", "--results", "{clips}", "--teacher", "{tmp}/none.safetensors"],
+     "--teacher not found"),
     ("report captions 0", ["report", "--captions", "0"], "--captions"),
     # --threads is a positive integer everywhere
     *[(f"{cmd} threads 0", [cmd, "--threads", "0"], "--threads") for cmd in COMMANDS if cmd != "convert"],

@@ -59,3 +59,53 @@ def test_heatmap_figure_writes_the_values_and_intervals(tmp_path):
         assert cells[float(r["ν"]), float(r["ω"])] == r["row"] and r["panel"] == "8 steps"
         assert float(r["value"]) == pytest.approx(d.value) and (float(r["lo"]), float(r["hi"])) == pytest.approx(
             d.interval())
+
+
+def _captured(monkeypatch, module, name):
+    """Replace module.<name> (a save helper taking (..., fig, path, ...)) to keep the figure instead."""
+    got = {}
+
+    from matplotlib.figure import Figure
+
+    def keep(*args, **kw):
+        got["fig"] = next(a for a in args if isinstance(a, Figure))
+        return "kept.png"
+
+    monkeypatch.setattr(module, name, keep)
+    return got
+
+
+def test_spectrogram_figure_titles_each_item_by_its_caption_not_the_row_labels(monkeypatch):
+    pytest.importorskip("matplotlib")
+    import soundctm.experiments.figures as F
+
+    caps = ["A low pitched police siren wails slowly", "A buzzer drones loudly with a low hum over the recording"]
+    monkeypatch.setattr(F, "item_audio", lambda runner, row, idx: [np.sin(np.arange(8000) * 0.1 * (1 + idx[0]))])
+    runner = SimpleNamespace(K=1, S=1, units=[0, 1], items=lambda: (None, caps),
+                             comp=SimpleNamespace(sample_rate=16000))
+    got = _captured(monkeypatch, F, "_save")
+    F.spectrogram_figure([("γ = 0", ["a", "b"]), ("γ = 0.5", ["c", "d"])], ["1 step", "16 steps"])(
+        runner, SimpleNamespace(table=SimpleNamespace(name="t")), "/nonexistent")
+    fig = got["fig"]
+    subs = fig.subfigs
+    assert [s._suptitle.get_text() for s in subs] == [f"\u201c{c}\u201d" for c in caps]
+    for s in subs:
+        labels = [ax.get_ylabel() for ax in s.axes if ax.get_ylabel()]
+        assert labels == ["γ = 0\nkHz", "γ = 0.5\nkHz", "dB re the panel's peak"]  # two rows, the colour bar
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_intensity_grid_has_a_legend_of_the_target_and_each_obtained_curve(monkeypatch):
+    pytest.importorskip("matplotlib")
+    from soundctm.apps import plots
+
+    got = _captured(monkeypatch, plots, "_finish")
+    t = {"rising": np.linspace(-45, -15, 20), "flat": np.full(20, -30.0)}
+    plots.intensity_grid({"default": {c: [v + 1, v - 1] for c, v in t.items()}}, t, 0.1, "/nonexistent",
+                         item_labels=["first item", "second item"])
+    (legend,) = got["fig"].legends
+    assert [x.get_text() for x in legend.get_texts()] == ["target", "first item", "second item"]
+    plots.intensity_grid({"a": {"flat": [t["flat"]]}, "b": {"flat": [t["flat"]]}}, {"flat": t["flat"]}, 0.1, "/x")
+    assert [x.get_text() for x in got["fig"].legends[0].get_texts()] == ["target", "obtained"]

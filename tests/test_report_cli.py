@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "results" / "tiny"
 SCRIPT = Path(sys.executable).parent / "soundctm"
 ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-COMMITTED_SOUNDS = [f"report/{kind}/ex{i}-{tag}.{ext}" for i in range(3) for tag in ("real", "1step", "16step")
+SOUND_TAGS = ("real", "teacher", "1step", "16step")  # per caption: the real clip, the teacher, candidate, refinement
+COMMITTED_SOUNDS = [f"report/{kind}/ex{i}-{tag}.{ext}" for i in range(3) for tag in SOUND_TAGS
                     for kind, ext in (("audio", "wav"), ("img", "png"))]
 
 
@@ -96,6 +97,13 @@ def test_a_report_in_a_checkout_changes_only_the_files_it_says_it_wrote(checkout
     assert (tiny / "report" / "audio" / "mine.wav").read_bytes() == b"not the report's"
     page = (tiny / "index.html").read_text()
     assert 'data-table="table8"' in page and 'data-table="table3"' in page
+    # the verdicts first, then Table 3; every result file of the folder linked where it lies (in place)
+    sections = re.findall(r'<section id="([^"]+)"', page)
+    assert sections[:3] == ["verdicts", "table3", "instrument"] and "table8" in sections
+    refs = _Refs()
+    refs.feed(page)
+    results = sorted(p.name for ext in ("json", "csv", "md") for p in tiny.glob(f"*.{ext}"))
+    assert "table8.csv" in results and set(results) <= set(refs.refs)
 
 
 def test_no_audio_deletes_none_of_the_committed_sounds(checkout):
@@ -170,6 +178,10 @@ def test_out_elsewhere_leaves_the_results_as_they_were_and_is_self_contained(tmp
     files = [ref for ref in refs.refs if not ref.startswith("#")]
     figures = sorted(p.relative_to(results).as_posix() for p in results.glob("*.png"))
     assert sorted(f for f in files if f.startswith("report/figures/")) == [f"report/figures/{f}" for f in figures]
+    data = sorted(p.name for ext in ("json", "csv", "md") for p in results.glob(f"*.{ext}"))
+    assert sorted(f for f in files if f.startswith("report/files/")) == [f"report/files/{f}" for f in data]
+    for f in data:  # every result file (Table 8's CSV, components.json, ...), copied beside the page
+        assert (site / "report" / "files" / f).read_bytes() == (results / f).read_bytes()
     for ref in files:
         target = (site / ref).resolve()
         assert target.is_file() and target.is_relative_to(site.resolve()), ref

@@ -1,6 +1,8 @@
 """The HTML report: a synthetic result rendered with its values, intervals, the paper's numbers and every
-verdict; the PNG writer against an independent decoder; and the page of the real results opened in
-headless Chromium, where every table, image and audio element must load (skipped without Chromium)."""
+verdict; the page led by one table of every claim's verdict, then Table 3; the PNG writer against an
+independent decoder; and the page of the real results opened in headless Chromium at 1400 px, where every
+table, image and audio element must load and no table may be wider than its box (skipped without
+Chromium)."""
 
 import json
 import os
@@ -162,6 +164,39 @@ def test_tables_made_with_different_vaes_are_flagged_and_one_vae_is_not(tmp_path
     assert warnings(page) == ["VAE aaaa1111: tablex; VAE not recorded: tabley"]
 
 
+def test_the_page_leads_with_every_claims_verdict_then_table_3(tmp_path):
+    rec = _synthetic(tmp_path)
+    for name in ("table3", "table8"):  # the real, committed results: a quality table and the speed table
+        for ext in ("json", "csv", "md"):
+            shutil.copy(TINY / f"{name}.{ext}", tmp_path)
+    page_text = write_report(tmp_path, audio=False, log=lambda *a: None).read_text()
+    assert re.findall(r'<section id="([^"]+)"', page_text)[:4] == ["verdicts", "table3", "table8", "tablex"]
+    summary = re.search(r'<table class="summary">(.*?)</table>', page_text, re.S).group(1)
+    claims = [json.loads((tmp_path / "table3.json").read_text())["claims"],
+              json.loads((tmp_path / "table8.json").read_text())["verdicts"], rec["claims"]]
+    groups = re.findall(r'<tr class="group"><th colspan="5"><a href="#(\w+)">', summary)
+    assert groups == ["table3", "table8", "tablex"]
+    badges = re.findall(r'<span class="badge v-[a-z]+">([a-z ]+)</span>', summary)
+    assert len(badges) == sum(map(len, claims))  # one row per claim of every table
+    label = {True: "supported", False: "not supported"}
+    expected = [label[c["supported"]] for c in claims[0] + claims[1]] + ["supported", "not supported", "broken"]
+    assert badges == expected  # the JSON's verdicts (tablex (c) is BROKEN), none re-decided
+    # the synthetic claim's row: the paper's number and ours of the rows it names, with intervals, are not parsed
+    # from its free-form detail ("improvement +5 [+1, +9]" names no rows): dashes
+    assert '<b>(a)</b> one step improves</td><td class="num">–</td><td class="num">–</td><td>–</td>' in summary
+    counts = re.search(r'<table class="counts">(.*?)</table>', page_text, re.S).group(1)
+    assert re.search(r'<a href="#tablex">Table X: a synthetic table</a></td><td>3</td><td>1</td><td>1</td><td>0</td>'
+                     r"<td>1</td>", counts)
+    # every result file linked: each table's (Table 8's CSV too), and the file that is no table, with its reason
+    page = _parse(tmp_path / "index.html")
+    hrefs = [v for t, v in page.refs if t == "a"]
+    for f in ("table3.json", "table3.csv", "table3.md", "table8.json", "table8.csv", "table8.md", "tablex.json",
+              "tablex.md", "components.json"):
+        assert f in hrefs, f
+    assert re.search(r'<li><a href="components.json"><code>components.json</code></a>: not a table result',
+                     page_text)
+
+
 def _decode_png(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """An independent reader of 8-bit palette PNGs with filter type 0: (index [H, W], palette [N, 3])."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -209,8 +244,14 @@ CHECK = """<script>
     a.addEventListener('loadedmetadata', () => done(true), {once: true});
     a.addEventListener('error', () => done(false), {once: true});
   })));
+  const box = t => t.closest('.scroll') || t.parentElement;
   const out = {tables: [...document.querySelectorAll('table.results')].map(t => ({
                  name: t.dataset.table, rows: t.tBodies[0].rows.length})),
+               layout: {window: window.innerWidth, page: document.documentElement.scrollWidth,
+                        tables: [...document.querySelectorAll('table')].map(t => ({
+                          name: t.dataset.table || t.className || t.closest('section, footer').id || 'footer',
+                          width: t.getBoundingClientRect().width, inner: t.scrollWidth, box: box(t).clientWidth,
+                          scroll: box(t).scrollWidth}))},
                images: imgs.map(i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0,
                                        width: i.naturalWidth})),
                audio};
@@ -237,7 +278,7 @@ def _browser_check(folder: Path, tmp_path: Path) -> dict:
     page.write_text((folder / "index.html").read_text().replace("</body>", CHECK + "</body>"))
     cmd = [exe, "--headless=new", "--no-sandbox", "--disable-gpu", "--allow-file-access-from-files",
            "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={tmp_path / 'chromium-profile'}",
-           "--virtual-time-budget=20000", "--dump-dom", page.as_uri()]
+           "--window-size=1400,1000", "--virtual-time-budget=20000", "--dump-dom", page.as_uri()]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     m = re.search(r'<pre id="load-check">(.*?)</pre>', out.stdout, re.S)
     assert m, f"the checking script did not finish (rc {out.returncode}): {out.stderr[-2000:]}"
@@ -254,6 +295,16 @@ def _assert_everything_loaded(got: dict, folder: Path, complete: bool = True):
     bad_img = [i["src"] for i in got["images"] if not i["ok"]]
     bad_audio = [a for a in got["audio"] if not a["ok"]]
     assert not bad_img and not bad_audio, (bad_img, bad_audio)
+    _assert_no_table_overflows(got["layout"])
+
+
+def _assert_no_table_overflows(layout: dict):
+    """At 1400 px every table (the results', the verdicts', the footer's) fits its box, its content its own width
+    (no table that scrolls inside itself), and the page the window."""
+    assert layout["window"] == 1400 and layout["page"] <= layout["window"], layout
+    assert len(layout["tables"]) >= 2
+    wide = [t for t in layout["tables"] if max(t["width"] - 0.5, t["inner"], t["scroll"]) > t["box"]]
+    assert not wide, wide
 
 
 def test_the_report_of_the_committed_results_loads_everything_in_chromium(tmp_path, one_thread):
@@ -267,7 +318,10 @@ def test_the_report_of_the_committed_results_loads_everything_in_chromium(tmp_pa
     got = _browser_check(folder, tmp_path)
     _assert_everything_loaded(got, folder)
     assert {t["name"] for t in got["tables"]} == {"instrument", "table3", "tablex"}
-    assert len(got["images"]) == 3 + 3 * 3 and len(got["audio"]) == 3 * 3  # 3 captions: real, 1 step, refined
+    # 3 captions: real, teacher, 1 step, refined
+    assert len(got["images"]) == 3 + 3 * 4 and len(got["audio"]) == 3 * 4
+    sounds = [a["src"].rsplit("/", 1)[-1] for a in got["audio"]]
+    assert sounds == [f"ex{i}-{tag}.wav" for i in range(3) for tag in ("real", "teacher", "1step", "16step")]
     assert all(abs(a["duration"] - 32768 / 16000) < 1e-3 for a in got["audio"])
     assert all(i["width"] > 0 for i in got["images"])
 

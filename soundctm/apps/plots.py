@@ -46,11 +46,16 @@ def _finish(plt, fig, path, title: str) -> Path:
 
 
 def intensity_grid(obtained: dict[str, dict[str, list[np.ndarray]]], targets: dict[str, np.ndarray],
-                   frame_seconds: float, path, *, title: str = "") -> Path:
+                   frame_seconds: float, path, *, title: str = "", item_labels: list[str] | None = None) -> Path:
     """One row per method (`obtained[method][curve]`: the curves obtained for that target), one column per
-    target curve; the target dashed in black. `frame_seconds`: the hop between curve frames."""
+    target curve; the target dashed in black. `frame_seconds`: the hop between curve frames. A legend under the
+    grid names the target and the k-th obtained curve of each panel (`item_labels[k]`; default "obtained", or
+    "obtained, item k" when a panel has several)."""
     plt = _pyplot()
+    from matplotlib.lines import Line2D
+
     methods, curves = list(obtained), list(targets)
+    n_items = 0
     fig, axes = plt.subplots(max(1, len(methods)), len(curves), figsize=(2.6 * len(curves), 2.0 * max(1, len(methods))),
                              sharex=True, sharey=True, squeeze=False)
     for r, m in enumerate(methods or [""]):
@@ -59,6 +64,7 @@ def intensity_grid(obtained: dict[str, dict[str, list[np.ndarray]]], targets: di
             t = np.arange(len(targets[name])) * frame_seconds
             for k, y in enumerate(obtained.get(m, {}).get(name, [])):
                 ax.plot(np.arange(len(y)) * frame_seconds, y, lw=1.0, color=f"C{k}")
+                n_items = max(n_items, k + 1)
             ax.plot(t, targets[name], "k--", lw=1.5)
             if r == 0:
                 ax.set_title(name)
@@ -66,6 +72,12 @@ def intensity_grid(obtained: dict[str, dict[str, list[np.ndarray]]], targets: di
                 ax.set_ylabel("\n".join(textwrap.wrap(m, 26) + ["dB"]) if m else "dB", fontsize=7)
             if r == len(methods) - 1:
                 ax.set_xlabel("s")
+    labels = list(item_labels or [])[:n_items]
+    labels += ["obtained" if n_items == 1 else f"obtained, item {k + 1}" for k in range(len(labels), n_items)]
+    handles = [Line2D([], [], color="k", ls="--", lw=1.5)] + [Line2D([], [], color=f"C{k}", lw=1.0)
+                                                              for k in range(n_items)]
+    fig.legend(handles, ["target"] + labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1 + n_items,
+               fontsize=8, frameon=False)
     return _finish(plt, fig, path, title)
 
 

@@ -1,19 +1,24 @@
 """`soundctm report`: one page to look at, `results/<tier>/index.html`.
 
 It reads what the tables already wrote under `results/<tier>/` (every `<table>.json` in the format of
-`soundctm.experiments.report.write_result`, and the listening-test kits' results) and renders, per
-table: our numbers with their 95 % intervals next to the paper's, each claim's verdict (SUPPORTED /
-NOT SUPPORTED / BROKEN, with its trivial-baseline self-test), and the table's figures (every PNG
-under `results/<tier>/` whose name, or one of whose folders' names, starts with the table's name;
-other PNGs go to a "More figures" section). A "Listen" section shows a few test captions, each with
-the real clip, a 1-step candidate of the student and its refinement from the same z_T (16 steps,
-ν = 5, γ = 0), as spectrograms and
-`<audio>` players, generated here with `soundctm.generate` from a student export (default: the
-committed tiny student). A footer carries every table's provenance.
+`soundctm.experiments.report.write_result`, and the listening-test kits' results) and renders first the
+verdicts of every claim in one table (`soundctm.experiments.summary`: the claim, the paper's numbers of the
+rows it compares, ours with their 95 % intervals, the interval it was decided on, the verdict), then, per
+table (Table 3 first): our numbers with their 95 % intervals next to the paper's, each claim's verdict
+(SUPPORTED / NOT SUPPORTED / BROKEN, with its trivial-baseline self-test), links to the table's result files
+(its JSON, CSV, Markdown and figure data) and the table's figures (every PNG under `results/<tier>/` whose
+name, or one of whose folders' names, starts with the table's name; other PNGs go to a "More figures"
+section). Result files that are no table are linked in their own section, with the reason. A "Listen"
+section shows a few test captions, each with the real clip, the teacher's sample (40-step Heun, the same
+ω, from the same z_T), a 1-step candidate of the student and its refinement from the same z_T (16 steps,
+ν = 5, γ = 0), as spectrograms (time, mel frequency, a dB colour bar) and `<audio>` players, generated here
+with `soundctm.generate` from a student export (default: the committed tiny student and teacher). A footer
+carries every table's provenance.
 
 The folder is self-contained and opens from disk: `index.html` plus `report/` (short PCM16 WAVs and
-palette PNGs written without any plotting package; copies of the figures when `--out` is not the results
-folder), relative links only, no scripts, no remote resources.
+spectrogram PNGs; copies of the figures and result files when `--out` is not the results folder), relative
+links only, no scripts, no remote resources; every table fits the page's width (a narrower window scrolls
+it sideways inside its own box).
 
 It writes only what it owns, into `--out` (default: the `--results` folder, itself by default
 `./results/<tier>`): `report/manifest.json` lists every file a report wrote there, and a later report
@@ -48,30 +53,37 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from soundctm.audio import log_mel
+from soundctm.audio import _hz_to_mel, log_mel
 from soundctm.cmdline import CLIError, Parser, bounded_int, in_dir, in_file, out_dir, run
 from soundctm.data.corpus import TINY_CORPUS, make_clip_spec, render_take
+from soundctm.edm import SIGMA_MAX
+from soundctm.experiments.catalog import teacher_row
+from soundctm.experiments.generation import sample_row
+from soundctm.experiments.summary import VERDICTS, counts, interval_text, measure_text, summarize_record, table_order
 from soundctm.generate import DEFAULT_STUDENT, DEFAULT_TEXT_ENCODER, DEFAULT_VAE, load_models, render
-from soundctm.paths import results_root
+from soundctm.io import sha256_file
+from soundctm.nn.text import Conditioner
+from soundctm.paths import committed_tiny_dir, results_root
 from soundctm.provenance import provenance
+from soundctm.rng import prior_noise
+from soundctm.train.checkpoint import load_export
 
-__all__ = ["load_results", "find_figures", "make_examples", "render_html", "write_report", "spectrogram_png",
-           "write_png", "ReportConflict", "MANIFEST", "main"]
+__all__ = ["load_results", "find_figures", "find_result_files", "make_examples", "load_teacher", "render_html",
+           "write_report", "spectrogram_png", "spectrogram_figure_png", "write_png", "ReportConflict", "MANIFEST",
+           "main"]
 
 ASSETS = "report"  # the folder beside index.html
 MANIFEST = f"{ASSETS}/manifest.json"  # what the reports wrote into their folder (paths relative to it)
 WRITER = "soundctm report"
 SKIP_DIRS = {ASSETS, "checkpoints", ".work"}
 EXAMPLE_STEPS = ((1, 1.0), (16, 5.0))  # (steps, nu) of the candidate and of its refinement; omega 5, gamma 0
+DEFAULT_TEACHER = committed_tiny_dir() / "teacher-tiny-dit.safetensors"  # the committed tiny student's teacher
+TEACHER_STEPS = 40  # Table 3's teacher row: Heun on the 40-point Karras grid
+RESULT_EXTS = ("json", "csv", "md")  # the result files a section links (besides its figures)
 
 
 # ----------------------------------------------------------------------------------------------
 # reading the results
-
-
-def _order(name: str) -> tuple:
-    m = re.fullmatch(r"table(\d+)", name)
-    return (0, 0, name) if name == "instrument" else (1, int(m.group(1)), name) if m else (2, 0, name)
 
 
 def _title_from_md(md: Path, name: str) -> tuple[str, str]:
@@ -144,19 +156,21 @@ def load_results(results_dir: str | Path, skipped: list | None = None) -> list[d
             skipped.append((p.name, f"cannot be rendered ({type(e).__name__}: {e})"))
             continue
         out.append(t)
-    return sorted(out, key=lambda t: _order(t["name"]))
+    return sorted(out, key=lambda t: table_order(t["name"]))
 
 
-def find_figures(results_dir: str | Path, names: list[str], exclude: Path | None = None) -> dict[str | None, list[str]]:
-    """PNG files under `results_dir` (relative paths), by the table whose name starts the file's name or one of
-    its folders' (`table7-grid.png`, `table7/fig4.png`; None: the others); none under `exclude` (a report's own
-    folder inside the results)."""
+def _owned(results_dir: str | Path, names: list[str], exts, exclude: Path | None = None) -> dict[str | None, list[str]]:
+    """Files under `results_dir` ending in one of `exts` (relative paths), by the table whose name starts the
+    file's name or one of its folders' (`table7-grid.png`, `table7/fig4.png`; None: the others); none under
+    `exclude` (a report's own folder inside the results), the report's and the caches' folders, listening-test
+    kits or hidden folders."""
     root = Path(results_dir)
     exclude = None if exclude is None else Path(os.path.abspath(exclude))
     found: dict[str | None, list[str]] = {}
-    for p in sorted(root.rglob("*.png")):
+    for p in sorted(q for ext in exts for q in root.rglob(f"*.{ext}")):
         rel = p.relative_to(root)
-        if rel.parts[0] in SKIP_DIRS or rel.parts[0].endswith("-kit"):
+        if rel.parts[0] in SKIP_DIRS or rel.parts[0].endswith("-kit") or rel.parts[0].startswith(".") \
+                or not p.is_file():
             continue
         if exclude is not None and Path(os.path.abspath(p)).is_relative_to(exclude):
             continue
@@ -165,6 +179,19 @@ def find_figures(results_dir: str | Path, names: list[str], exclude: Path | None
                     key=len, default=None)
         found.setdefault(owner, []).append(key)
     return found
+
+
+def find_figures(results_dir: str | Path, names: list[str], exclude: Path | None = None) -> dict[str | None, list[str]]:
+    """PNG files under `results_dir` (relative paths), by the table whose name starts the file's name or one of
+    its folders' (`table7-grid.png`, `table7/fig4.png`; None: the others); none under `exclude` (a report's own
+    folder inside the results)."""
+    return _owned(results_dir, names, ("png",), exclude)
+
+
+def find_result_files(results_dir: str | Path, names: list[str], exclude: Path | None = None) -> dict[str | None,
+                                                                                                      list[str]]:
+    """The result files (JSON, CSV, Markdown) under `results_dir`, by table as `find_figures` sorts figures."""
+    return _owned(results_dir, names, RESULT_EXTS, exclude)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -213,6 +240,49 @@ def spectrogram_png(path, db: np.ndarray, vmax: float, range_db: float = 80.0, h
     return write_png(path, np.repeat(img, height_scale, axis=0))
 
 
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def spectrogram_figure_png(path, db: np.ndarray, sample_rate: int, hop: int, vmax: float,
+                           range_db: float = 80.0) -> Path:
+    """`db` [n_mels, frames] (`mel_db`) as a figure with axes: time in s, frequency in kHz on the mel scale of
+    `soundctm.audio.mel_filterbank` (0 Hz to Nyquist, HTK), and a colour bar of [vmax - range, vmax] dB. Without
+    matplotlib: `spectrogram_png` (the image alone)."""
+    plt = _pyplot()
+    if plt is None:
+        return spectrogram_png(path, db, vmax, range_db)
+    n_mels, frames = db.shape
+    top = float(_hz_to_mel(sample_rate / 2))
+    step = top / (n_mels + 1)  # band i is centred on (i + 1) * step mel; the last one drawn up to Nyquist
+    lo, hi = 0.5 * step, top
+    fig, ax = plt.subplots(figsize=(6.0, 2.5), dpi=100, layout="constrained")
+    try:
+        im = ax.imshow(db, origin="lower", aspect="auto", cmap="inferno", vmin=vmax - range_db, vmax=vmax,
+                       extent=(0.0, frames * hop / sample_rate, lo, hi), interpolation="nearest")
+        ticks = [f for f in (250, 500, 1000, 2000, 4000, 8000, 16000) if lo <= _hz_to_mel(f) <= hi]
+        ax.set_yticks([float(_hz_to_mel(f)) for f in ticks], [f"{f / 1000:g}" for f in ticks])
+        ax.set_xlabel("time [s]", fontsize=9)
+        ax.set_ylabel("frequency [kHz]", fontsize=9)
+        ax.tick_params(labelsize=8)
+        cb = fig.colorbar(im, ax=ax, pad=0.01)
+        cb.set_label("dB", fontsize=9)
+        cb.ax.tick_params(labelsize=8)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return path
+
+
 # ----------------------------------------------------------------------------------------------
 # audio examples
 
@@ -227,14 +297,54 @@ def _tiny_captions(n: int) -> list[tuple[str, str, np.ndarray]]:
     return out
 
 
+def load_teacher(path, models) -> tuple[torch.nn.Module, Conditioner, dict]:
+    """(teacher, its conditioner, {"path", "sha256"}) of a teacher export that fits `models` (the same latent
+    shape and text encoder); anything else is a one-line CLIError."""
+    p = in_file(path, "teacher checkpoint").resolve()
+    try:
+        teacher = load_export(p)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a user error here
+        raise CLIError(f"{p} is not a usable soundctm teacher export ({type(e).__name__}: {e})"[:300]) from None
+    meta = getattr(teacher, "export_metadata", {}) or {}
+    if meta.get("kind") != "teacher":
+        raise CLIError(f"{p} is a {meta.get('kind')} export, not a teacher")
+    if tuple(teacher.latent_shape) != tuple(models.student.latent_shape):
+        raise CLIError(f"{p}: the teacher's latent shape {tuple(teacher.latent_shape)} is not the student's "
+                       f"{tuple(models.student.latent_shape)}")
+    enc = ((meta.get("extra") or {}).get("conditioning") or {}).get("text_encoder", "tiny-clap")
+    if enc != "tiny-clap":
+        raise CLIError(f"{p}: the teacher was trained with the {enc!r} text encoder, the report loads tiny-clap only")
+    cond = Conditioner.for_model(models.text_encoder, teacher)
+    return teacher.to(models.device).eval(), cond, {"path": str(p), "sha256": sha256_file(p)}
+
+
+@torch.no_grad()
+def render_teacher(models, teacher, conditioner, caption: str, seed: int, omega: float = 5.0) -> tuple[np.ndarray,
+                                                                                                     dict]:
+    """The teacher's clip from the student's z_T of `seed`, sampled as Table 3's teacher row (Heun, 40 steps,
+    CFG `omega`), decoded with the student's VAE."""
+    row = teacher_row(steps=TEACHER_STEPS, omega=omega)
+    dev = models.device
+    z_T = prior_noise([seed], tuple(teacher.latent_shape), SIGMA_MAX, device=dev)
+    cond, uncond = conditioner([caption]).to(dev), conditioner.uncond.to(dev)
+    z0 = sample_row(row, teacher, z_T, cond, uncond).float()
+    wav = models.vae.decode(z0).float()[0, 0].cpu().numpy()
+    return wav, {"sampler": "heun", "steps": row.steps, "omega": float(omega)}
+
+
 def make_examples(assets: Path, models, clips: list[tuple[str, str, np.ndarray | None]], seed: int = 0,
-                  omega: float = 5.0, log=print) -> list[dict]:
-    """For each (clip id, caption, real clip): the real clip, the 1-step candidate (prior seed `seed` + i)
-    and its refinement from the same z_T, as PCM16 WAVs and spectrogram PNGs under `assets`."""
+                  omega: float = 5.0, teacher=None, log=print) -> list[dict]:
+    """For each (clip id, caption, real clip): the real clip, the teacher's sample (`teacher`: (model,
+    conditioner) or None), the 1-step candidate (prior seed `seed` + i) and its refinement from the same z_T,
+    as PCM16 WAVs and spectrogram figures under `assets`."""
     sr = models.sample_rate
+    hop = 128  # `mel_db`'s
     out = []
     for i, (clip_id, caption, real) in enumerate(clips):
         sounds = [] if real is None else [("real", "real test clip", np.asarray(real, dtype=np.float32), None)]
+        if teacher is not None:
+            wav, settings = render_teacher(models, *teacher, caption, seed + i, omega=omega)
+            sounds.append(("teacher", f"teacher, {TEACHER_STEPS}-step Heun", wav, settings))
         for steps, nu in EXAMPLE_STEPS:
             wav, settings = render(models, caption, seed + i, steps=steps, omega=omega, nu=nu, gamma=0.0)
             what = f"{steps}-step candidate" if steps == EXAMPLE_STEPS[0][0] else f"refined, {steps} steps"
@@ -245,10 +355,11 @@ def make_examples(assets: Path, models, clips: list[tuple[str, str, np.ndarray |
         for (tag, what, wav, settings), db in zip(sounds, dbs):
             stem = f"ex{i}-{tag}"
             sf.write(assets / "audio" / f"{stem}.wav", np.clip(wav, -1, 1), sr, subtype="PCM_16", format="WAV")
-            spectrogram_png(assets / "img" / f"{stem}.png", db, vmax)
+            spectrogram_figure_png(assets / "img" / f"{stem}.png", db, sr, hop, vmax)
             entries.append({"what": what, "audio": f"{ASSETS}/audio/{stem}.wav", "image": f"{ASSETS}/img/{stem}.png",
                             "settings": None if settings is None else {k: settings[k] for k in
-                                                                       ("steps", "omega", "nu", "gamma")}})
+                                                                       ("sampler", "steps", "omega", "nu", "gamma")
+                                                                       if k in settings}})
         out.append({"clip": clip_id, "caption": caption, "seed": seed + i, "sounds": entries})
         log(f"[report] example {i + 1}/{len(clips)}: {caption!r}")
     return out
@@ -263,24 +374,31 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 aut
 color:#1d1d1f;line-height:1.45}
 h1{margin:.8em 0 .2em}h2{margin-top:2em;border-bottom:2px solid #ddd;padding-bottom:.2em}
 nav a{margin-right:1em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.86em;display:block;overflow-x:auto}
+.scroll{overflow-x:auto;max-width:100%;margin:.8em 0}
+table{border-collapse:collapse;font-size:.86em}
 th,td{border:1px solid #ddd;padding:.3em .5em;text-align:right;white-space:nowrap;vertical-align:top}
-th{background:#f4f4f6}td.model,th.model{text-align:left;white-space:normal;min-width:12em}
+th{background:#f4f4f6;white-space:normal}td.model,th.model{text-align:left;white-space:normal;min-width:10em}
 td.paper,th.paper{background:#f7f9ff;color:#334}td.notrun{text-align:left;color:#777;white-space:normal}
 .ci{display:block;color:#777;font-size:.85em}
 ul.claims{list-style:none;padding-left:0}ul.claims li{margin:.35em 0}
-.v{display:inline-block;font-weight:600;font-size:.8em;padding:.1em .5em;border-radius:.8em;margin-right:.4em}
+.v,.badge{display:inline-block;font-weight:600;font-size:.8em;padding:.1em .5em;border-radius:.8em;margin-right:.4em;
+white-space:nowrap}
 .v-supported{background:#d8f5dd;color:#11621f}.v-not{background:#f1f1f1;color:#555}
 .v-broken{background:#fde0e0;color:#a01010}.v-undecided{background:#fff4d6;color:#7a5b00}
 .selftest{display:block;color:#666;font-size:.88em;margin-left:1.5em}
 figure{display:inline-block;margin:.6em 1em .6em 0;vertical-align:top}figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#555}
-.examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:.8em}
+.examples{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:.8em}
 .sound img{width:100%;image-rendering:auto;border:1px solid #ddd}.sound audio{width:100%}
 .caption{font-style:italic;margin:1.2em 0 .3em}
 footer{margin-top:3em;font-size:.8em;color:#555;border-top:1px solid #ddd}footer table{font-size:.95em}
 footer td{text-align:left;white-space:normal}
 .warning{background:#fff4d6;border-left:4px solid #c99700;padding:.5em .8em}
+table.summary td{text-align:left;white-space:normal}table.summary td.claim{min-width:16em}
+table.summary td.num{white-space:nowrap}table.summary td.num div{white-space:nowrap}
+table.summary tr.group th{background:#eef1f8}table.summary th,table.counts th:first-child{text-align:left}
+table.counts td:first-child{text-align:left;white-space:normal}
+.sub{display:block;color:#777;font-size:.85em}p.files{font-size:.9em}ul.skipped li{margin:.2em 0}
 """
 
 
@@ -376,8 +494,13 @@ def _table_html(t: dict) -> str:
                 cells.append(f"<td>{_num(statistics.mean(mm), 0) if mm else '-'}</td>")
         cells += [f'<td class="paper">{_num((r.get("paper") or {}).get(c))}</td>' for c in paper_cols]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table class="results" data-table="{_e(t["name"])}"><thead><tr>{"".join(head)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return _scroll(f'<table class="results" data-table="{_e(t["name"])}"><thead><tr>{"".join(head)}</tr></thead>'
+                   f'<tbody>{"".join(body)}</tbody></table>')
+
+
+def _scroll(table: str) -> str:
+    """A table in its own box: it fits the page, and a window too narrow for it scrolls the box, not the page."""
+    return f'<div class="scroll">{table}</div>'
 
 
 def _at(by_steps: dict, n):
@@ -404,8 +527,8 @@ def _speed_table_html(t: dict) -> str:
         cells += [f"<td>{_num(_at(r.get('median') or {}, n), 4)}</td>" for n in steps]
         cells += [f'<td class="paper">{_num(_at(r.get("paper") or {}, n), 3)}</td>' for n in steps]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<table class="results" data-table="{_e(t["name"])}"><thead><tr>{"".join(head)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+    return _scroll(f'<table class="results" data-table="{_e(t["name"])}"><thead><tr>{"".join(head)}</tr></thead>'
+                   f'<tbody>{"".join(body)}</tbody></table>')
 
 
 def _setting_line(meta: dict, rec: dict) -> str:
@@ -435,10 +558,16 @@ def _setting_line(meta: dict, rec: dict) -> str:
 
 
 LISTEN_LINK = '<a href="#listen">listen</a>'
+OTHER_LINK = '<a href="#skipped">other files</a>'
 
 
-def _section(t: dict, figures: dict) -> list[str]:
-    """The HTML of one table's section: title, description, settings, the table, its claims, its figures."""
+def _file_links(files: list[str]) -> str:
+    return ", ".join(f'<a href="{_e(f)}"><code>{_e(f.rsplit("/", 1)[-1])}</code></a>' for f in files)
+
+
+def _section(t: dict, figures: dict, files: dict | None = None) -> list[str]:
+    """The HTML of one table's section: title, description, settings, the table, its claims, links to its
+    result files (`files[name]`: relative links), its figures."""
     rec = t["record"]
     trivial = "the low-pass anchor" if rec.get("kind") == "listening-test" else "the decoded-zeros row"
     parts = [f'<section id="{_e(t["name"])}"><h2>{_e(t["title"])}</h2>']
@@ -448,6 +577,8 @@ def _section(t: dict, figures: dict) -> list[str]:
     speed = rec.get("kind") == "speed"
     parts.append(_speed_table_html(t) if speed else _table_html(t))
     parts.append("<h3>Claims</h3>" + _claims_html(rec["verdicts"] if speed else rec.get("claims", []), trivial))
+    if (files or {}).get(t["name"]):
+        parts.append(f'<p class="files">Result files: {_file_links(files[t["name"]])}</p>')
     for f in figures.get(t["name"], []):
         parts.append(f'<figure><img src="{_e(f)}" alt="{_e(f)}" loading="eager"><figcaption>{_e(f)}'
                      "</figcaption></figure>")
@@ -455,11 +586,84 @@ def _section(t: dict, figures: dict) -> list[str]:
     return parts
 
 
+VERDICT_CLASS = {"supported": "v-supported", "not supported": "v-not", "inconclusive": "v-undecided",
+                 "broken": "v-broken"}
+
+
+def _summary_html(tables: list[dict]) -> list[str]:
+    """The verdicts section: a count of each verdict per table, then every claim (grouped by table) with the
+    paper's numbers of the rows it compares, ours with their 95 % intervals, the interval of the statistic it was
+    decided on, the verdict and its self-test (`soundctm.experiments.summary`; nothing re-decided)."""
+    rows = [r for t in tables for r in summarize_record(t["name"], t["title"], t["record"])]
+    if not rows:
+        return []
+    per = counts(rows)
+    titles = {t["name"]: t["title"] for t in tables}
+    n = {v: sum(c[v] for c in per.values()) for v in VERDICTS}
+    parts = ['<section id="verdicts"><h2>Verdicts</h2>',
+             f"<p>{len(rows)} claims in {len(per)} tables: {n['supported']} supported, {n['not supported']} not "
+             f"supported, {n['inconclusive']} inconclusive, {n['broken']} broken (the trivial baseline passes them "
+             "too). <i>paper</i>: the paper's numbers of the rows a claim compares (in the paper's column for that "
+             "metric, where it has one); <i>ours</i>: the same rows' values with their 95 % intervals; "
+             "<i>interval</i>: the statistic the claim is decided on, with its 95 % interval. Each table's section "
+             "below has the details.</p>"]
+    head = "".join(f"<th>{_e(v)}</th>" for v in VERDICTS)
+    body = "".join(f'<tr><td><a href="#{_e(t)}">{_e(titles.get(t, t))}</a></td><td>{sum(c.values())}</td>'
+                   + "".join(f"<td>{c[v]}</td>" for v in VERDICTS) + "</tr>" for t, c in per.items())
+    body += f"<tr><th>all</th><th>{len(rows)}</th>" + "".join(f"<th>{n[v]}</th>" for v in VERDICTS) + "</tr>"
+    parts.append(_scroll(f'<table class="counts"><thead><tr><th>table</th><th>claims</th>{head}</tr></thead>'
+                         f"<tbody>{body}</tbody></table>"))
+    trs = []
+    for t in per:
+        trs.append(f'<tr class="group"><th colspan="5"><a href="#{_e(t)}">{_e(titles.get(t, t))}</a></th></tr>')
+        for r in (r for r in rows if r.table == t):
+            col = f'<span class="sub">{_e(r.paper_column)}</span>' if r.paper_column and any(
+                v is not None for v in r.paper) else ""
+            paper = "".join(f"<div>{_e(measure_text(None) if v is None else f'{v:g}')}</div>" for v in r.paper) \
+                if any(v is not None for v in r.paper) else "–"
+            ours = "".join(f"<div>{_e(sys_)}: {_e(measure_text(m))}</div>" for sys_, m in zip(r.systems, r.ours)) \
+                or "–"
+            metric = f'<span class="sub">{_e(r.metric)}</span>' if r.metric else ""
+            st = {"passed": "self-test passed", "failed": "self-test failed: the trivial row passes it"}
+            self_test = f'<span class="sub">{st[r.self_test]}</span>' if r.self_test else ""
+            badge = f'<span class="badge {VERDICT_CLASS[r.verdict]}">{_e(r.verdict)}</span>'
+            trs.append(f'<tr><td class="claim"><b>{_e(r.claim)}</b> {_e(r.text)}</td><td class="num">{paper}{col}</td>'
+                       f'<td class="num">{ours}{metric}</td><td>{_e(interval_text(r))}</td><td>{badge}{self_test}</td>'
+                       "</tr>")
+    parts.append(_scroll('<table class="summary"><thead><tr><th>claim</th><th>paper</th><th>ours [95 % interval]'
+                         '</th><th>interval</th><th>verdict</th></tr></thead><tbody>' + "".join(trs)
+                         + "</tbody></table>"))
+    parts.append("</section>")
+    return parts
+
+
+def _other_files_html(skipped: list, links: dict) -> list[str]:
+    """The result files not shown as a table: each skipped file with its reason, then the other files of no
+    table (`links`: file name -> relative link, of every file of no table); each linked where `links` has it."""
+    named = {name for name, _ in skipped}
+    others = [f for f in links if f not in named]
+    if not skipped and not others:
+        return []
+    link = lambda name: (f'<a href="{_e(links[name])}"><code>{_e(name)}</code></a>' if links.get(name)
+                         else f"<code>{_e(name)}</code>")
+    items = [f"<li>{link(name)}: {_e(why)}</li>" for name, why in skipped]
+    items += [f"<li>{link(f)}</li>" for f in others]
+    return ['<section id="skipped"><h2>Other result files</h2><p>Result files that are not shown as a table above '
+            "(they are not table results, or cannot be read as one), with the reason:</p>"
+            f'<ul class="skipped">{"".join(items)}</ul></section>']
+
+
 def render_html(tables: list[dict], figures: dict, examples: list[dict] | None, tier: str,
-                examples_note: str = "", meta: dict | None = None, skipped: list | None = None) -> str:
-    """The page; `skipped`: (file name, why) of each result file not shown, listed in its own section."""
-    meta = meta or {}
-    nav = "".join(f'<a href="#{_e(t["name"])}">{_e(t["name"])}</a>' for t in tables)
+                examples_note: str = "", meta: dict | None = None, skipped: list | None = None,
+                files: dict | None = None, links: dict | None = None) -> str:
+    """The page. `skipped`: (file name, why) of each result file not shown, listed (and linked) in their own
+    section with the other files of no table (`links`: file name -> relative link); `files`: each table's result
+    files (table name -> relative links)."""
+    meta, files, links, skipped = meta or {}, files or {}, links or {}, skipped or []
+    summary = _summary_html(tables)
+    nav = ('<a href="#verdicts">verdicts</a>' if summary else "") + "".join(
+        f'<a href="#{_e(t["name"])}">{_e(t["name"])}</a>' for t in tables)
+    other = _other_files_html(skipped, links)
     parts = [f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
              f"content=\"width=device-width, initial-scale=1\"><title>SoundCTM reproduction — {_e(tier)} tier</title>"
              f"<style>{CSS}</style></head><body>",
@@ -467,27 +671,33 @@ def render_html(tables: list[dict], figures: dict, examples: list[dict] | None, 
              "<p>Every table we reproduce, with our numbers and their 95 % intervals next to the paper's, each "
              "claim's verdict and its trivial-baseline self-test, the figures, and samples to listen to. Our "
              "numbers and the paper's are not comparable in absolute value on the tiny tier (other data, "
-             "embedders and models); the claims are what it checks.</p>",
-             f"<nav>{nav}{LISTEN_LINK if examples else ''}</nav>"]
+             "embedders and models); the claims are what it checks."
+             + (f' <a href="#skipped">{len(skipped)} result file(s)</a> are not shown as tables.' if skipped else "")
+             + "</p>",
+             f"<nav>{nav}{OTHER_LINK if other else ''}{LISTEN_LINK if examples else ''}</nav>"]
     mixed = mixed_components_note(tables)
     if mixed:
         parts.append(f'<p class="warning">{_e(mixed)}</p>')
-    if skipped:
-        parts.append('<section id="skipped"><h2>Result files not shown</h2><ul class="skipped">'
-                     + "".join(f"<li><code>{_e(name)}</code>: {_e(why)}</li>" for name, why in skipped)
-                     + "</ul></section>")
+    parts += summary
     for t in tables:
-        parts += _section(t, figures)
+        parts += _section(t, figures, files)
+    parts += other
     if figures.get(None):
         parts.append('<section id="figures"><h2>More figures</h2>')
         parts += [f'<figure><img src="{_e(f)}" alt="{_e(f)}"><figcaption>{_e(f)}</figcaption></figure>'
                   for f in figures[None]]
         parts.append("</section>")
-    parts.append('<section id="listen"><h2>Listen: 1-step candidates and their refinements</h2>')
+    parts.append('<section id="listen"><h2>Listen: the teacher, 1-step candidates and their refinements</h2>')
     if examples:
+        has_teacher = any(s["audio"].endswith("-teacher.wav") for ex in examples for s in ex["sounds"])
         parts.append("<p>The sound creator's loop: a 1-step candidate (ω = 5, ν = 1) and the same z_T refined "
-                     "with 16 deterministic steps (ν = 5, γ = 0), next to the real test clip of the caption. "
-                     "Log-mel spectrograms share one 80 dB range per caption.</p>")
+                     "with 16 deterministic steps (ν = 5, γ = 0), next to the real test clip of the caption"
+                     + (f" and the teacher's sample from the same z_T ({TEACHER_STEPS}-step Heun, the same ω)"
+                        if has_teacher else "")
+                     + ". Log-mel spectrograms (time in s, frequency in kHz on the mel scale) share one 80 dB range "
+                     "per caption.</p>")
+        if examples_note:
+            parts.append(f"<p>{_e(examples_note)}.</p>")
         for ex in examples:
             parts.append(f'<p class="caption">“{_e(ex["caption"])}” <small>(test clip {_e(ex["clip"])}, prior seed '
                          f'{ex["seed"]})</small></p><div class="examples">')
@@ -537,9 +747,9 @@ def _footer(tables: list[dict], meta: dict) -> str:
            f"<code>{_e(meta.get('git_commit'))}</code> on {_e(meta.get('time'))}")
     if meta.get("examples_from"):
         own += "; audio from " + ", ".join(f"{_e(k)} <code>{_e(v)}</code>" for k, v in meta["examples_from"].items())
-    return ("<footer><h3>Provenance</h3><table><thead><tr><th>table</th><th>commit</th><th>command</th><th>device"
-            "</th><th>time</th><th>wall</th><th>VAE</th><th>versions</th></tr></thead><tbody>" + "".join(rows)
-            + f"</tbody></table><p>{own}.</p></footer>")
+    return ('<footer><h3>Provenance</h3><div class="scroll"><table><thead><tr><th>table</th><th>commit</th>'
+            "<th>command</th><th>device</th><th>time</th><th>wall</th><th>VAE</th><th>versions</th></tr></thead><tbody>"
+            + "".join(rows) + f"</tbody></table></div><p>{own}.</p></footer>")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -585,13 +795,13 @@ def _conflicts(out: Path, planned, owned: set[str]) -> list[Path]:
 
 
 def _example_files(n_captions: int) -> list[str]:
-    tags = ["real"] + [f"{steps}step" for steps, _ in EXAMPLE_STEPS]
+    tags = ["real", "teacher"] + [f"{steps}step" for steps, _ in EXAMPLE_STEPS]
     return [f"{ASSETS}/{kind}/ex{i}-{tag}.{ext}" for i in range(n_captions) for tag in tags
             for kind, ext in (("audio", "wav"), ("img", "png"))]
 
 
 def write_report(results_dir: str | Path, *, out: str | Path | None = None, tier: str = "tiny", audio: bool = True,
-                 n_captions: int = 3, student=None, vae=None, text_encoder=None, seed: int = 0,
+                 n_captions: int = 3, student=None, vae=None, text_encoder=None, teacher=None, seed: int = 0,
                  overwrite: bool = False, log=print) -> Path:
     """Render the tables of `results_dir` into `out` (default `results_dir`): `out/index.html`, its `report/`
     folder and `report/manifest.json`; returns the index path. Logs every file it wrote.
@@ -599,8 +809,10 @@ def write_report(results_dir: str | Path, *, out: str | Path | None = None, tier
     Only files the manifest lists (or new ones) are replaced; any other file of a name it would write is a
     `ReportConflict` before any work (`overwrite=True` replaces those too: a report from before manifests).
     Nothing is deleted: a file of an earlier report that this one does not write stays, listed. No table
-    result in `results_dir` is a CLIError naming the files skipped; student / VAE / text encoder given
-    explicitly must load (CLIError), the committed defaults make the Listen section say why they did not."""
+    result in `results_dir` is a CLIError naming the files skipped; student / VAE / text encoder / teacher given
+    explicitly must load (CLIError), the committed defaults make the Listen section say why they did not. The
+    teacher's samples default to the committed tiny teacher with the committed student, to none with another
+    student (pass `teacher`)."""
     results_dir, out = Path(results_dir), Path(results_dir if out is None else out)
     skipped: list[tuple[str, str]] = []
     tables = load_results(results_dir, skipped)
@@ -611,11 +823,17 @@ def write_report(results_dir: str | Path, *, out: str | Path | None = None, tier
     for name, why in skipped:
         log(f"[report] skipped {results_dir / name}: {why}")
     in_place = os.path.abspath(out) == os.path.abspath(results_dir)
-    figures = find_figures(results_dir, [t["name"] for t in tables], exclude=out / ASSETS)
-    copies = {}  # figures live in results_dir: copied beside the page when it is written elsewhere
+    names = [t["name"] for t in tables]
+    figures = find_figures(results_dir, names, exclude=out / ASSETS)
+    by_table = find_result_files(results_dir, names, exclude=out / ASSETS)  # every JSON, CSV and Markdown file
+    copies = {}  # figures and result files live in results_dir: copied beside the page when it is written elsewhere
     if not in_place:
         copies = {f"{ASSETS}/figures/{f}": results_dir / f for fs in figures.values() for f in fs}
+        copies.update({f"{ASSETS}/files/{f}": results_dir / f for fs in by_table.values() for f in fs})
         figures = {k: [f"{ASSETS}/figures/{f}" for f in fs] for k, fs in figures.items()}
+    links = {f: f if in_place else f"{ASSETS}/files/{f}" for fs in by_table.values() for f in fs}
+    files = {k: [links[f] for f in fs] for k, fs in by_table.items() if k is not None}
+    others = by_table.get(None, [])  # the files of no table (components.json, ...), skipped ones among them
     try:
         owned = owned_files(out)
     except ReportConflict:
@@ -654,13 +872,27 @@ def write_report(results_dir: str | Path, *, out: str | Path | None = None, tier
                     note = ("the example captions and real clips come from the tiny corpus, which this student "
                             "does not fit")
                 else:
+                    files_used = dict(models.files)
+                    teacher_pair = None
+                    if teacher is not None or student is None:
+                        try:
+                            t_model, t_cond, files_used["teacher"] = load_teacher(teacher or DEFAULT_TEACHER, models)
+                            teacher_pair = (t_model, t_cond)
+                        except CLIError as e:
+                            if teacher is not None:
+                                raise
+                            note = f"no teacher samples ({e})"
+                            log(f"[report] no teacher samples: {e}")
+                    else:
+                        note = "no teacher samples: pass --teacher with the student's teacher export"
                     with torch.no_grad():
-                        examples = make_examples(stage, models, _tiny_captions(n_captions), seed=seed, log=log)
+                        examples = make_examples(stage, models, _tiny_captions(n_captions), seed=seed,
+                                                 teacher=teacher_pair, log=log)
                     sources = {k: Path(v["path"]).name + f" (sha256 {v['sha256'][:12]})"
-                               for k, v in models.files.items()}
+                               for k, v in files_used.items()}
         meta = provenance(tier=tier, examples_from=sources)
-        (stage / "index.html").write_text(render_html(tables, figures, examples, tier, note, meta, skipped),
-                                          encoding="utf-8")
+        (stage / "index.html").write_text(render_html(tables, figures, examples, tier, note, meta, skipped, files,
+                                                      {f: links[f] for f in others}), encoding="utf-8")
         staged = {f"{ASSETS}/{p.relative_to(stage).as_posix()}": p for d in ("audio", "img")
                   for p in sorted((stage / d).iterdir())}
         for rel, src in copies.items():
@@ -707,8 +939,12 @@ def _report(argv) -> int:
     ap.add_argument("--checkpoint", type=Path, default=None, help="student export (default: the committed tiny one)")
     ap.add_argument("--vae", type=Path, default=None)
     ap.add_argument("--text-encoder", type=Path, default=None)
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="the student's teacher export, sampled beside it (default: the committed tiny teacher with "
+                         "the committed student, none with another)")
     a = ap.parse_args(argv)
-    for flag, p in (("--checkpoint", a.checkpoint), ("--vae", a.vae), ("--text-encoder", a.text_encoder)):
+    for flag, p in (("--checkpoint", a.checkpoint), ("--vae", a.vae), ("--text-encoder", a.text_encoder),
+                    ("--teacher", a.teacher)):
         if p is not None:
             in_file(p, flag)
     if a.results is None:
@@ -721,7 +957,7 @@ def _report(argv) -> int:
     out = out_dir(results if a.out is None else a.out, "--out" if a.out is not None else "the results folder")
     t0 = time.time()
     write_report(results, out=out, tier=a.tier, audio=not a.no_audio, n_captions=a.captions, student=a.checkpoint,
-                 vae=a.vae, text_encoder=a.text_encoder, overwrite=a.overwrite)
+                 vae=a.vae, text_encoder=a.text_encoder, teacher=a.teacher, overwrite=a.overwrite)
     print(f"[report] done in {time.time() - t0:.1f} s")
     return 0
 

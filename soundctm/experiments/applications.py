@@ -195,8 +195,11 @@ def intensity_figure(runner, result, out_dir, per_curve: int = 3) -> Path:
     n_frames = len(next(iter(next(iter(obtained.values())).values()))[0]) if obtained else 1
     targets = {c: target_curve(c, n_frames) for c in CURVES}
     path = Path(out_dir) / f"{result.table.name}_intensity.png"
+    order = ("1st", "2nd", "3rd")
     plots.intensity_grid(obtained, targets, feature.hop / sr, path,
-                         title=f"{result.table.title}: target (dashed) and obtained intensity")
+                         title=f"{result.table.title}: target (dashed) and obtained intensity",
+                         item_labels=[f"obtained, {order[k] if k < 3 else f'{k + 1}th'} test item of the target"
+                                      for k in range(per_curve)])
     return path
 
 

@@ -11,6 +11,7 @@ Drawing needs matplotlib (imported when a figure is drawn; `apps.plots.MissingPl
 from __future__ import annotations
 
 import csv
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,8 @@ def _save(plt, fig, path: Path) -> Path:
 def spectrogram_figure(grid: list[tuple[str, list[Row]]], columns: list[str], *, suffix: str = "spectrograms",
                        title: str = "", n_items: int = 2, n_fft: int = 1024, hop: int = 256):
     """Spectrograms of the same items under several rows: for each of the first `n_items` test clips (its
-    first caption and sample), one line per (label, rows) of `grid`, one panel per row (titled by `columns`).
+    first caption and sample), one line per (label, rows) of `grid`, one panel per row (titled by `columns`); each
+    item a block titled by its caption, every panel in dB below its own peak (one colour bar per item).
     Writes <out>/<table>_<suffix>.png."""
     if any(len(rows) != len(columns) for _, rows in grid):
         raise ValueError("every line of the grid needs one row per column")
@@ -59,22 +61,36 @@ def spectrogram_figure(grid: list[tuple[str, list[Row]]], columns: list[str], *,
         items = [u * per_unit for u in range(min(n_items, len(runner.units)))]
         caps = runner.items()[1]
         sr = runner.comp.sample_rate
-        lines = [(f"{label}\n\u201c{caps[i]}\u201d", rows, i) for i in items for label, rows in grid]
-        fig, axes = plt.subplots(len(lines), len(columns), figsize=(3.2 * len(columns), 2.2 * len(lines)),
-                                 squeeze=False, sharex=True, sharey=True)
+        n_lines = len(grid)
+        # one sub-figure per item, its caption as the sub-figure's title (not in the rotated row labels, where
+        # long captions ran into the next row's); the row labels name the setting only
+        fig = plt.figure(figsize=(3.2 * len(columns) + 1.2, (2.0 * n_lines + 0.5) * len(items) + 0.4),
+                         layout="constrained")
+        subs = fig.subfigures(len(items), 1, squeeze=False)[:, 0] if items else []
         freqs = np.fft.rfftfreq(n_fft, 1.0 / sr) / 1000.0
-        for r, (label, rows, i) in enumerate(lines):
-            for c, row in enumerate(rows):
-                s = log_spectrogram(item_audio(runner, row, [i])[0], n_fft, hop)
-                ax = axes[r][c]
-                times = np.arange(s.shape[0]) * hop / sr
-                ax.pcolormesh(times, freqs, s.T, shading="auto", cmap="magma", vmin=s.max() - 80, vmax=s.max())
-                if r == 0:
-                    ax.set_title(columns[c], fontsize=9)
-                if c == 0:
-                    ax.set_ylabel(f"{label}\nkHz", fontsize=7)
-                if r == len(lines) - 1:
-                    ax.set_xlabel("s")
+        for sub, i in zip(subs, items):
+            sub.suptitle("\n".join(textwrap.wrap(f"\u201c{caps[i]}\u201d", 30 * len(columns))), fontsize=8,
+                         style="italic")
+            axes = sub.subplots(n_lines, len(columns), squeeze=False, sharex=True, sharey=True)
+            mesh = None
+            for r, (label, rows) in enumerate(grid):
+                for c, row in enumerate(rows):
+                    s = log_spectrogram(item_audio(runner, row, [i])[0], n_fft, hop)
+                    ax = axes[r][c]
+                    times = np.arange(s.shape[0]) * hop / sr
+                    mesh = ax.pcolormesh(times, freqs, (s - s.max()).T, shading="auto", cmap="magma", vmin=-80,
+                                         vmax=0)
+                    if r == 0:
+                        ax.set_title(columns[c], fontsize=9)
+                    if c == 0:
+                        ax.set_ylabel("\n".join(textwrap.wrap(label, 22) + ["kHz"]), fontsize=7)
+                    if r == n_lines - 1:
+                        ax.set_xlabel("s", fontsize=8)
+                    ax.tick_params(labelsize=7)
+            if mesh is not None:
+                cb = sub.colorbar(mesh, ax=axes, shrink=0.9, pad=0.01)
+                cb.set_label("dB re the panel's peak", fontsize=7)
+                cb.ax.tick_params(labelsize=7)
         if title:
             fig.suptitle(title, fontsize=10)
         return _save(plt, fig, Path(out_dir) / f"{result.table.name}_{suffix}.png")
