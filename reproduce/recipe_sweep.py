@@ -1,0 +1,159 @@
+#!/usr/bin/env python
+"""The tiny distillation recipe, chosen on validation captions: one short distillation per lever, each scored by
+its teacher-ODE error (`soundctm.fidelity`) at every checkpoint, before any table is re-run.
+
+    python reproduce/recipe_sweep.py                      # every variant (resumes; finished runs are reused)
+    python reproduce/recipe_sweep.py --only base lr1e-3   # some of them
+    python reproduce/recipe_sweep.py --list               # the variants and their settings
+
+Each variant is `tiny_student_config(...)` of the committed tiny DiT teacher with its settings changed; a run lives
+in `<cache>/tiny/recipe/<variant>-<key>/` and is resumable (kill it, start it again). The variants share the
+teacher's solves through the teacher-target bank (`target_bank="auto"`): those whose draws are the same (every
+lever but `k_sampling` and `max_ode_steps`) read one stored stream, bit-identically. The curves (1/2/4/16-step
+error at omega 2 and 5, the omega response, with 95 % bootstrap intervals over the 40 validation items) are written
+to `results/tiny/recipe_sweep.json` with the provenance of the run, and printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+from soundctm.data.latent_cache import file_checksum  # noqa: E402
+from soundctm.io import write_json, write_text  # noqa: E402
+from soundctm.paths import cache_dir, committed_tiny_dir  # noqa: E402
+from soundctm.provenance import provenance  # noqa: E402
+from soundctm.train.distill import tiny_student_config  # noqa: E402
+from soundctm.train.loop import run_training  # noqa: E402
+from soundctm.train.tiny import run_key  # noqa: E402
+
+STEPS = 600
+FAST = dict(lr=1e-3, warmup_steps=50, lr_final_fraction=0.05)
+# name -> settings over tiny_student_config's (300 steps of the committed recipe made `STEPS` long)
+VARIANTS: dict[str, dict] = {
+    "base": {},
+    "lr1e-3-cos": dict(FAST),
+    "lr1e-3-cos-ema0.1": dict(FAST, export_ema_std=0.1),
+    "lr1e-3-cos-ema0.1-dsm0": dict(FAST, export_ema_std=0.1, dsm_weight=0.0),
+    "lr1e-3-cos-ema0.1-perbatch": dict(FAST, export_ema_std=0.1, k_sampling="per-batch"),
+    "lr1e-3-cos-ema0.1-ode4": dict(FAST, export_ema_std=0.1, max_ode_steps=4),
+    "lr2e-3-cos-ema0.1": dict(FAST, lr=2e-3, export_ema_std=0.1),
+    "lr1e-3-cos-ema0.1-mu0.99": dict(FAST, export_ema_std=0.1, ema_mu=0.99),
+    "lr1e-3-cos-ema0.1-ode16": dict(FAST, export_ema_std=0.1, max_ode_steps=16),
+    "lr1e-3-cos-ema0.1-dsm0-ode16": dict(FAST, export_ema_std=0.1, dsm_weight=0.0, max_ode_steps=16),
+    # diagnostic: one omega only (is fitting two omegas with one omega-blind student what holds the error up?)
+    "lr1e-3-cos-ema0.1-perbatch-w5only": dict(FAST, export_ema_std=0.1, k_sampling="per-batch",
+                                               omega_range=(5.0, 5.0)),
+}
+# variants trained longer than `--steps` (their curve continues past it)
+LONG = {"lr1e-3-cos-ema0.1-perbatch-1800": ("lr1e-3-cos-ema0.1-perbatch", 1800)}
+
+
+def run_dir_of(name: str, cfg, teacher: Path, root: Path) -> Path:
+    return root / f"{name}-{run_key(cfg, {'teacher': file_checksum(teacher)})}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", metavar="VARIANT", help="these variants only")
+    ap.add_argument("--steps", type=int, default=STEPS, help=f"training steps of every variant (default {STEPS})")
+    ap.add_argument("--checkpoint-every", type=int, default=150, help="steps between fidelity checkpoints")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="results/tiny/recipe_sweep.json")
+    ap.add_argument("--list", action="store_true", help="print the variants and exit")
+    ap.add_argument("--render", action="store_true", help="only rewrite the .md beside --out from its JSON")
+    args = ap.parse_args(argv)
+    variants = {**VARIANTS, **{n: VARIANTS[base] for n, (base, _) in LONG.items()}}
+    names = args.only or list(VARIANTS)
+    unknown = [n for n in names if n not in variants]
+    if unknown:
+        print(f"recipe_sweep: error: unknown variant(s) {unknown}; known: {list(variants)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    if args.render:
+        write_text(out.with_suffix(".md"), render_markdown(json.loads(out.read_text())))
+        return 0
+    if args.list:
+        for n in names:
+            print(f"{n:36s} {LONG[n][1] if n in LONG else args.steps:5d} steps  {variants[n]}")
+        return 0
+    teacher = committed_tiny_dir() / "teacher-tiny-dit.safetensors"
+    root = cache_dir() / "tiny" / "recipe"
+    done = json.loads(out.read_text())["variants"] if out.exists() else {}
+    for name in names:
+        steps = LONG[name][1] if name in LONG else args.steps
+        cfg = tiny_student_config(teacher, "tiny-dit", steps=steps, checkpoint_every=args.checkpoint_every,
+                                  keep_checkpoints=1, threads=args.threads, target_bank="auto",
+                                  **variants[name])
+        rd = run_dir_of(name, cfg, teacher, root)
+        t0 = time.perf_counter()
+        summary_path = rd / "summary.json"
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+        else:
+            summary = run_training(cfg, rd, progress=False, log=lambda *a, **k: None)
+        done[name] = {"settings": variants[name], "steps": steps, "run_dir": rd.name,
+                      "train_seconds": summary.get("train_seconds"), "fidelity_curve": summary["fidelity_curve"]}
+        last = summary["fidelity_curve"][-1]
+        print(f"{name:32s} {time.perf_counter() - t0:7.0f} s  " + json.dumps(_brief(last)), flush=True)
+        write_json(out, {"meta": provenance(tier="tiny", teacher="teacher-tiny-dit", threads=args.threads,
+                                            probe="40 validation clips (first caption), seeds 10000+i"),
+                         "variants": done})
+        write_text(out.with_suffix(".md"), render_markdown(json.loads(out.read_text())))
+    return 0
+
+
+def _cell(d: dict, digits: int = 3) -> str:
+    return f"{d['value']:.{digits}f} [{d['lo']:.{digits}f}, {d['hi']:.{digits}f}]"
+
+
+def render_markdown(record: dict) -> str:
+    """The sweep as tables: each variant's last checkpoint (1/2/4/16-step error at each omega, the omega
+    response at 4 steps beside the teacher's, training seconds), then every variant's curve at its checkpoints."""
+    meta, variants = record["meta"], record["variants"]
+    lines = ["# Tiny distillation recipe sweep (teacher-ODE error on validation captions)", "",
+             f"Measured by `python reproduce/recipe_sweep.py` at commit {meta.get('git_commit')}, {meta.get('time')}, "
+             f"{meta.get('device')}, {meta.get('threads')} thread(s); probe: {meta.get('probe')}; teacher: "
+             f"{meta.get('teacher')}. Mean [95 % bootstrap interval over items]. Train seconds include the "
+             "checkpoints' fidelity evaluations; variants with the same draws read one teacher-target bank, so "
+             "their times are not comparable with the first variant of a stream.", "",
+             "## Last checkpoint", "",
+             "| variant | steps | ω 5, 1 step | ω 5, 4 steps | ω 2, 1 step | ω 2, 4 steps | ω response (4 steps) | "
+             "teacher's ω response | train s |", "|---|--:|---|---|---|---|---|---|--:|"]
+    for name, v in variants.items():
+        last = v["fidelity_curve"][-1]["fidelity"]
+        e = last["error"]
+        secs = "–" if v.get("train_seconds") is None else f"{v['train_seconds']:.0f}"
+        lines.append(f"| {name} | {v['steps']} | {_cell(e['w5']['1'])} | {_cell(e['w5']['4'])} | "
+                     f"{_cell(e['w2']['1'])} | {_cell(e['w2']['4'])} | {_cell(last['omega_response']['4'], 4)} | "
+                     f"{_cell(last['teacher_omega_response'])} | {secs} |")
+    lines += ["", "## Curves (ω 5 and ω 2: 1-step / 4-step error; ω response at 4 steps)", "",
+              "| variant | step | ω 5: 1 / 4 | ω 2: 1 / 4 | ω response |", "|---|--:|---|---|---|"]
+    for name, v in variants.items():
+        for pt in v["fidelity_curve"]:
+            e, f = pt["fidelity"]["error"], pt["fidelity"]
+            lines.append(f"| {name} | {pt['step']} | {e['w5']['1']['value']:.3f} / {e['w5']['4']['value']:.3f} | "
+                         f"{e['w2']['1']['value']:.3f} / {e['w2']['4']['value']:.3f} | "
+                         f"{f['omega_response']['4']['value']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _brief(point: dict) -> dict:
+    f = point["fidelity"]
+    out = {"step": point["step"]}
+    for om, by_n in f["error"].items():
+        for n in ("1", "4"):
+            out[f"{om}/{n}"] = round(by_n[n]["value"], 3)
+    if "omega_response" in f:
+        out["resp4"] = round(f["omega_response"]["4"]["value"], 4)
+        out["teacher_resp"] = round(f["teacher_omega_response"]["value"], 4)
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
