@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from soundctm.ctm import apply_dropout, l2
-from soundctm.edm import SIGMA_MIN, _bcast, as_batch, cfg_denoiser, heun_solve
+from soundctm.edm import SIGMA_MIN, _bcast, as_batch, cfg_denoiser, heun_solve, precondition
 from soundctm.rng import rand, randn
 
 __all__ = ["OBJECTIVES", "CD_OBJECTIVES", "LCM_SKIP", "LCM_HUBER_C", "CD_OMEGA", "CMScalings", "consistency_fn",
@@ -79,13 +79,12 @@ def consistency_fn(student, z: torch.Tensor, sigma, cond: torch.Tensor, omega) -
     sc = CMScalings(student.sigma_data, student.sigma_min)
     if torch.any(sigma < sc.sigma_min * (1 - 1e-6)):
         raise ValueError(f"the consistency function is defined for sigma >= sigma_min = {sc.sigma_min}")
-    out = student.net(_bcast(sc.c_in(sigma), z) * z, sc.c_noise(sigma), cond, student.omega_embed(omega))
-    return _bcast(sc.c_skip(sigma), z) * z + _bcast(sc.c_out(sigma), z) * out
+    return precondition(sc, student.net, z, sigma, cond, student.omega_embed(omega))
 
 
 class ConsistencyJump:
     """The consistency function as a jump: (z, t, s, cond, omega) -> f(z, t) (s unused), so Eq. (10)'s
-    nu-guidance of `sampling.guided_jump` applies to it unchanged."""
+    nu-guidance of `sampling.guided_jump` applies to it unchanged: the `jump` that `sampling.cm_sample` takes."""
 
     def __init__(self, student):
         self.student = student

@@ -30,6 +30,7 @@ from soundctm.edm import (
     heun_solve,
     karras_from_xi,
     lognormal_sigma,
+    precondition,
 )
 from soundctm.rng import GeneratorLike, rand, randn
 
@@ -62,8 +63,7 @@ class CTMStudent(nn.Module):
             raise ValueError("the student jump needs t > 0")
         sc = self.scalings
         extra = self.s_embed(sc.safe_c_noise(s, self.sigma_min)) + self.omega_embed(omega)
-        out = self.net(_bcast(sc.c_in(t), z) * z, sc.c_noise(t), cond, extra)
-        return _bcast(sc.c_skip(t), z) * z + _bcast(sc.c_out(t), z) * out
+        return precondition(sc, self.net, z, t, cond, extra)
 
     def forward(self, z: torch.Tensor, t, s, cond: torch.Tensor, omega) -> torch.Tensor:
         b = z.shape[0]

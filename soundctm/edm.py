@@ -1,5 +1,10 @@
 """EDM (Karras et al., 2022) variance-exploding math: noise grids, preconditioning, CFG, Heun, DSM.
 
+The two pieces every model and sampler shares live here once: `precondition` (c_skip z + c_out F(c_in z,
+c_noise): the teacher's `Precond`, the student's g in `ctm`, the consistency function in `cd`) and
+`cfg_forward` (a conditional and an unconditional call as ONE batched forward: `cfg_denoiser`,
+`sampling.guided_jump`).
+
 No networks live here. Times are EDM noise levels sigma (t, s, u in the paper); the forward
 process is z_t = z_0 + t * eps and the PF ODE is Eq. (1): dz/dt = (z_t - D(z_t, t)) / t.
 
@@ -95,6 +100,45 @@ class EDMScalings:
         return (t ** 2 + self.sigma_data ** 2) / (t * self.sigma_data) ** 2
 
 
+def precondition(scalings, net: Callable, z: torch.Tensor, t: torch.Tensor, *args, **kwargs):
+    """c_skip(t) z + c_out(t) F(c_in(t) z, c_noise(t), *args, **kwargs)  (Appendix C).
+
+    `scalings`: any object with c_skip, c_out, c_in, c_noise (`EDMScalings`; `cd.CMScalings` for the
+    consistency function); `net` = F, a backbone of `soundctm.nn` (it only ever sees scaled inputs);
+    z [B, C, T]; t [B]. With `return_features=True` among kwargs the network returns (out, features) and
+    so does this: (D, features). Returns D [B, C, T].
+    """
+    out = net(_bcast(scalings.c_in(t), z) * z, scalings.c_noise(t), *args, **kwargs)
+    feats = None
+    features = bool(kwargs.get("return_features", False))
+    if features:
+        out, feats = out
+    d = _bcast(scalings.c_skip(t), z) * z + _bcast(scalings.c_out(t), z) * out
+    return (d, feats) if features else d
+
+
+def cfg_forward(fn: Callable, *args) -> tuple[torch.Tensor, torch.Tensor]:
+    """fn's conditional and unconditional outputs from ONE batched forward (classifier-free guidance).
+
+    Each argument is a tensor [B, ...] that both calls share (concatenated with itself along the batch) or
+    one (cond, uncond) pair, concatenated as [cond; uncond] with uncond [1 or B, ...] expanded to cond's batch
+    and cast to cond's dtype. Returns (out_cond, out_uncond): the two halves of fn's output [2B, ...]; the
+    caller combines them (`cfg_denoiser`: omega D(c) + (1 - omega) D(empty); `sampling.guided_jump`:
+    G(empty) + nu (G(c) - G(empty))).
+    """
+    batched = []
+    for a in args:
+        if isinstance(a, tuple):
+            cond, uncond = a
+            b = cond.shape[0]
+            unc = uncond.expand(b, *uncond.shape[1:]) if uncond.shape[0] != b else uncond
+            batched.append(torch.cat([cond, unc.to(cond.dtype)]))
+        else:
+            batched.append(torch.cat([a, a]))
+    out_c, out_u = fn(*batched).chunk(2)
+    return out_c, out_u
+
+
 class Precond(nn.Module):
     """D(z, t, c) = c_skip(t) z + c_out(t) F(c_in(t) z, c_noise(t), c)  (Appendix C).
 
@@ -113,13 +157,7 @@ class Precond(nn.Module):
         t = as_batch(t, z.shape[0], z)
         if torch.any(t <= 0):
             raise ValueError("Precond is defined for t > 0 (the denoiser at sigma 0 is the identity)")
-        sc = self.scalings
-        out = self.net(_bcast(sc.c_in(t), z) * z, sc.c_noise(t), cond, return_features=return_features)
-        feats = None
-        if return_features:
-            out, feats = out
-        d = _bcast(sc.c_skip(t), z) * z + _bcast(sc.c_out(t), z) * out
-        return (d, feats) if return_features else d
+        return precondition(self.scalings, self.net, z, t, cond, return_features=return_features)
 
     def features(self, z: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> list[torch.Tensor]:
         """Per-block outputs of the network's own forward pass at time t (for d_teacher, Eq. 5)."""
@@ -140,9 +178,7 @@ def cfg_denoiser(denoiser: Callable, cond: torch.Tensor, uncond: torch.Tensor, o
         w = as_batch(omega, b, z)
         if bool(torch.all(w == 1)):
             return denoiser(z, t, cond)
-        unc = uncond.expand(b, *uncond.shape[1:]) if uncond.shape[0] != b else uncond
-        both = denoiser(torch.cat([z, z]), torch.cat([t, t]), torch.cat([cond, unc.to(cond.dtype)]))
-        dc, du = both.chunk(2)
+        dc, du = cfg_forward(denoiser, z, t, (cond, uncond))
         return _bcast(w, z) * dc + _bcast(1 - w, z) * du
 
     return d

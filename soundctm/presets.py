@@ -6,7 +6,8 @@ the `paper` tier uses the paper's architectures and data.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 import torch
 
@@ -42,18 +43,14 @@ TINY_AUDIO = AudioSpec("tiny", sample_rate=16000, clip_samples=32768, hop=256, l
 # (hop 1024) -> 64 x 432 latents.
 PAPER_AUDIO = AudioSpec("paper", sample_rate=44100, clip_samples=442368, hop=1024, latent_channels=64)
 
-AUDIO_SPECS = {"tiny": TINY_AUDIO, "paper": PAPER_AUDIO}
-
-
-def audio_spec(tier: str) -> AudioSpec:
-    try:
-        return AUDIO_SPECS[tier]
-    except KeyError:
-        raise ValueError(f"unknown tier {tier!r}; expected one of {sorted(AUDIO_SPECS)}") from None
+# (A tier's audio format is its field `soundctm.experiments.tier.Tier.audio`, not a lookup by tier name.)
 
 
 # ------------------------------------------------------------------------------------------------
 # Model presets
+
+
+_RECIPE = {"export": False}  # field metadata: a training-recipe field, left out of exports
 
 
 @dataclass(frozen=True)
@@ -62,6 +59,12 @@ class ModelPreset:
 
     The tiny presets cap the teacher's Heun solve at 8 grid steps (`max_ode_steps`) so that a
     distillation step stays under a second on a 2-core CPU; the paper presets use the paper's 39.
+
+    The fields after `omega_embedding` are this repository's training recipe for the preset, read by
+    `soundctm.train.config.resolve_config` and `soundctm train-teacher` / `distill`: no code asks which tier a
+    preset belongs to. They are not part of the model, so an export leaves them out (`RECIPE_FIELDS`, metadata
+    "export": False; `train.checkpoint.preset_from_metadata` takes them from the registered preset of the
+    name) and they do not take part in comparisons: adding them changed no export's bytes.
     """
 
     name: str
@@ -82,10 +85,30 @@ class ModelPreset:
     # `soundctm.nn.embed.make_embedding` kind ("guidance-sinusoidal": parameter-free, no MLP)
     s_embedding: str | None = None
     omega_embedding: str = "fourier-fixed"
+    # ---- training recipe (not exported, not compared)
+    # default lr of a teacher trained from scratch (tiny: 1e-3, minutes on a CPU)
+    teacher_lr: float = field(default=1e-4, compare=False, metadata=_RECIPE)
+    # default lr of a distillation; None: `lr` (the paper's). tiny: 2e-4, larger than the paper's 8e-5 (for the
+    # 1B models and days of GPU time) to fit a CPU budget
+    student_lr: float | None = field(default=None, compare=False, metadata=_RECIPE)
+    # the package's built-in data source (`TrainConfig.data`) whose latents and conditioning fit this preset,
+    # and whose recipes (`train.teacher.tiny_teacher_config`, `train.distill.tiny_student_config`) the command
+    # lines start from; None: none (the preset needs its own latent cache; only "synthetic" data serves it)
+    corpus: str | None = field(default=None, compare=False, metadata=_RECIPE)
 
     def student_options(self) -> dict:
         """Keyword arguments of `CTMStudent` for this preset's layout."""
         return {"s_embedding": self.s_embedding, "omega_embedding": self.omega_embedding}
+
+    @property
+    def distill_lr(self) -> float:
+        """The default lr of a distillation (`student_lr`, else the paper's `lr`)."""
+        return self.lr if self.student_lr is None else self.student_lr
+
+
+RECIPE_FIELDS = tuple(f.name for f in dataclasses.fields(ModelPreset) if not f.metadata.get("export", True))
+# the tiny presets' recipe: teachers from scratch in minutes on a CPU, students at a CPU budget, the tiny corpus
+_TINY_RECIPE = {"teacher_lr": 1e-3, "student_lr": 2e-4, "corpus": "tiny"}
 
 
 def _presets() -> dict[str, ModelPreset]:
@@ -96,12 +119,13 @@ def _presets() -> dict[str, ModelPreset]:
             DiTConfig(latent_channels=tiny_c, width=64, depth=4, heads=2, cond_dim=64, cross_kv_heads=1,
                       rotary_dim=16, ff_mult=4, time_feat_dim=64),
             latent_shape=(tiny_c, tiny_t), cond_shape=(1, 64), sigma_data=0.5, ema_mu=0.96, dsm_weight=0.2,
-            max_ode_steps=8),
+            max_ode_steps=8, **_TINY_RECIPE),
         "tiny-unet": ModelPreset(
             "tiny-unet", "unet",
             UNetConfig(latent_channels=tiny_c, channels=(48, 96), layers_per_block=1, attn_levels=(False, True),
                        head_dim=32, cond_dim=64, time_feat_dim=64, groups=8),
-            latent_shape=(tiny_c, tiny_t), cond_shape=(32, 64), sigma_data=0.5, ema_mu=0.999, max_ode_steps=8),
+            latent_shape=(tiny_c, tiny_t), cond_shape=(32, 64), sigma_data=0.5, ema_mu=0.999, max_ode_steps=8,
+            **_TINY_RECIPE),
         # SoundCTM-DiT-1B (Sec. 4.2, App. C.2): one L2-normalised 512-d CLAP token, 64 x 432 latents.
         "paper-dit": ModelPreset(
             "paper-dit", "dit", DiTConfig(), latent_shape=(64, 432), cond_shape=(1, 512), sigma_data=0.5,

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from soundctm.cd import ConsistencyJump
-from soundctm.edm import RHO, SIGMA_MAX, SIGMA_MIN, as_batch, cfg_denoiser, heun_solve, karras_sigmas
+from soundctm.edm import RHO, SIGMA_MAX, SIGMA_MIN, as_batch, cfg_denoiser, cfg_forward, heun_solve, karras_sigmas
 from soundctm.rng import GeneratorLike, prior_noise, randn, seeded_generators
 
 
@@ -48,10 +47,7 @@ def guided_jump(student, z: torch.Tensor, t, s, cond: torch.Tensor, uncond: torc
         return student(z, t, s, cond, w)
     if uncond is None:
         raise ValueError("nu != 1 (or always_uncond) needs the unconditional embedding `uncond`")
-    unc = uncond.expand(b, *uncond.shape[1:]) if uncond.shape[0] != b else uncond
-    both = student(torch.cat([z, z]), torch.cat([t, t]), torch.cat([s, s]), torch.cat([cond, unc.to(cond.dtype)]),
-                   torch.cat([w, w]))
-    zc, zu = both.chunk(2)
+    zc, zu = cfg_forward(student, z, t, s, (cond, uncond), w)
     if nu == 1.0:
         return zc
     return zu + nu * (zc - zu)
@@ -131,24 +127,25 @@ def euler_sample(teacher, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.T
 
 @torch.no_grad()
 def cm_sample(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tensor,
-              uncond: torch.Tensor | None = None, *, omega=5.0, nu: float = 1.0, generator: GeneratorLike = None,
+              uncond: torch.Tensor | None = None, *, jump, omega=5.0, nu: float = 1.0, generator: GeneratorLike = None,
               callback=None, always_uncond: bool = False) -> torch.Tensor:
     """Multistep consistency sampling (Song et al. 2023, Algorithm 1) of a CD / LCD student (`soundctm.cd`):
     for i = 0 .. n-1: x = f(z, tau_i) (nu-guided as Eq. 10, `guided_jump`); then, unless i is the last,
     z = x + sqrt(tau_{i+1}^2 - sigma_min^2) eps, a fresh eps every step (the re-noising that changes a sample's
-    content with the step count). sigmas: descending [n + 1], e.g. `karras_steps(n)`: f is evaluated at the
-    first n levels and the result belongs to the last (sigma_min). `generator`: one per example for
-    batch-independent noise (one generator, or None: the global RNG). `callback(i, x)` after evaluation i."""
+    content with the step count). `jump`: the student's consistency function f as a jump (z, t, s, cond, omega)
+    -> f(z, t), e.g. `soundctm.cd.ConsistencyJump(student)`; `student` gives sigma_min. sigmas: descending
+    [n + 1], e.g. `karras_steps(n)`: f is evaluated at the first n levels and the result belongs to the last
+    (sigma_min). `generator`: one per example for batch-independent noise (one generator, or None: the global
+    RNG). `callback(i, x)` after evaluation i."""
     grid = _check_grid(sigmas).to(z_T.device)
     sigma_min = float(student.sigma_min)
     if bool(torch.any(grid[:-1] < sigma_min * (1 - 1e-6))):
         raise ValueError(f"the consistency function is evaluated at sigma >= sigma_min = {sigma_min}, got "
                          f"{grid[:-1].tolist()}")
-    f = ConsistencyJump(student)
     n = grid.numel() - 1
     z = z_T
     for i in range(n):
-        x = guided_jump(f, z, grid[i], grid[i], cond, uncond, omega, nu, always_uncond=always_uncond)
+        x = guided_jump(jump, z, grid[i], grid[i], cond, uncond, omega, nu, always_uncond=always_uncond)
         if i < n - 1:
             eps = randn(tuple(x.shape), generator, device=x.device, dtype=x.dtype)
             z = x + (grid[i + 1] ** 2 - sigma_min ** 2).clamp_min(0).sqrt() * eps
@@ -157,7 +154,8 @@ def cm_sample(student, z_T: torch.Tensor, sigmas: torch.Tensor, cond: torch.Tens
     return x
 
 
-# Every sampler: sampler(model, z_T, sigmas, cond, uncond=None, **options) -> z at sigmas[-1].
+# Every sampler: sampler(model, z_T, sigmas, cond, uncond=None, **options) -> z at sigmas[-1] ("cm" needs the
+# option `jump`, the model's consistency function: `soundctm.cd.ConsistencyJump(model)`).
 SAMPLERS = {"ctm": sample, "heun": heun_sample, "euler": euler_sample, "cm": cm_sample}
 
 

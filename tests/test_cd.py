@@ -26,6 +26,7 @@ from soundctm.cd import (
     CDDraws,
     CDLoss,
     CMScalings,
+    ConsistencyJump,
     cd_losses,
     consistency_fn,
     draw_cd,
@@ -295,13 +296,15 @@ def test_cm_sampler_batch_independence_and_nu_on_a_real_network(one_thread):
     torch.testing.assert_close(part, full[2:], rtol=1e-5, atol=1e-5)
     # nu = 1 never evaluates the unconditional branch (uncond=None works); nu = 2 is Eq. (10) on f
     grid = karras_steps(1)
-    f_c = cm_sample(student, z_T, grid, cond, None, omega=5.0)
-    f_u = cm_sample(student, z_T, grid, uncond.expand(4, -1, -1), None, omega=5.0)
-    torch.testing.assert_close(cm_sample(student, z_T, grid, cond, uncond, omega=5.0, nu=2.0), f_u + 2 * (f_c - f_u),
+    f = ConsistencyJump(student)
+    f_c = cm_sample(student, z_T, grid, cond, None, jump=f, omega=5.0)
+    f_u = cm_sample(student, z_T, grid, uncond.expand(4, -1, -1), None, jump=f, omega=5.0)
+    torch.testing.assert_close(cm_sample(student, z_T, grid, cond, uncond, jump=f, omega=5.0, nu=2.0),
+                               f_u + 2 * (f_c - f_u),
                                rtol=1e-5, atol=1e-5)
     calls = []
     h = student.net.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
-    cm_sample(student, z_T, grid, cond, uncond, omega=5.0, always_uncond=True)
+    cm_sample(student, z_T, grid, cond, uncond, jump=f, omega=5.0, always_uncond=True)
     h.remove()
     assert calls == [8]  # the official samplers' cost: both branches in one batch
 

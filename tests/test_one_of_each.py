@@ -1,5 +1,6 @@
-"""One of each: the sampler signature shared by teacher and student, the Conditioner, the one
-learning-rate schedule, the one lognormal sigma draw and the one mel front end."""
+"""One of each: the sampler signature shared by teacher and student, the one preconditioning and the one
+CFG batching (`soundctm.edm`), the Conditioner, the one learning-rate schedule, the one lognormal sigma draw
+and the one mel front end."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import torch
 from conftest import randomize_
 
 from soundctm.audio import LogMel, log_mel, mel_filterbank
-from soundctm.edm import P_MEAN, P_STD, cfg_denoiser, heun_solve, karras_sigmas, lognormal_sigma
+from soundctm.edm import (
+    P_MEAN,
+    P_STD,
+    cfg_denoiser,
+    cfg_forward,
+    heun_solve,
+    karras_sigmas,
+    lognormal_sigma,
+    precondition,
+)
 from soundctm.nn.text import Conditioner, TinyAudioConfig, TinyCLAP, TinyTextConfig, encode_conditioning
 from soundctm.presets import build_student, build_teacher
 from soundctm.rng import example_generators, prior_noise, rand, randn
@@ -28,6 +38,40 @@ def test_every_sampler_has_the_one_signature():
         assert [p.name for p in params[1:5]] == ["z_T", "sigmas", "cond", "uncond"], name
         assert params[4].default is None and "omega" in inspect.signature(fn).parameters, name
         assert all(p.kind is p.KEYWORD_ONLY for p in params[5:]), name
+
+
+def test_one_preconditioning_serves_teacher_student_and_consistency_function():
+    from soundctm.cd import CMScalings, consistency_fn
+
+    teacher = randomize_(build_teacher("tiny-unet"), 1, scale=0.05).eval()
+    student = randomize_(build_student("tiny-unet", teacher=teacher), 2, scale=0.05).eval()
+    c, t = teacher.latent_shape
+    g = torch.Generator().manual_seed(0)
+    z, cond = torch.randn(2, c, t, generator=g), torch.randn(2, *teacher.cond_shape, generator=g)
+    sig, s, w = torch.tensor([0.5, 7.0]), torch.tensor([0.1, 2.0]), torch.tensor([1.0, 4.0])
+    with torch.no_grad():
+        d, feats = precondition(teacher.scalings, teacher.net, z, sig, cond, return_features=True)
+        assert torch.equal(teacher(z, sig, cond), d) and all(map(torch.equal, teacher.features(z, sig, cond), feats))
+        extra = student.s_embed(student.scalings.safe_c_noise(s, student.sigma_min)) + student.omega_embed(w)
+        assert torch.equal(student.g(z, sig, s, cond, w), precondition(student.scalings, student.net, z, sig, cond,
+                                                                        extra))
+        cm = CMScalings(student.sigma_data, student.sigma_min)
+        assert torch.equal(consistency_fn(student, z, sig, cond, w),
+                           precondition(cm, student.net, z, sig, cond, student.omega_embed(w)))
+
+
+def test_cfg_forward_is_one_batched_call_of_cond_and_uncond():
+    calls = []
+
+    def fn(z, t, cond, w):
+        calls.append((z.shape[0], cond.dtype))
+        return z * t[:, None, None] + cond.sum((1, 2)).to(z.dtype)[:, None, None] * w[:, None, None]
+
+    z, t, w = torch.randn(3, 2, 4), torch.rand(3) + 0.5, torch.tensor([1.0, 2.0, 3.0])
+    cond, unc = torch.randn(3, 5, 6, dtype=torch.float64), torch.randn(1, 5, 6)
+    out_c, out_u = cfg_forward(fn, z, t, (cond, unc), w)
+    assert calls == [(6, torch.float64)]  # one call, uncond expanded to the batch and cast to cond's dtype
+    assert torch.equal(out_c, fn(z, t, cond, w)) and torch.equal(out_u, fn(z, t, unc.expand(3, -1, -1).double(), w))
 
 
 def test_heun_sample_is_the_teachers_heun_solve_on_its_grid():

@@ -236,7 +236,11 @@ def convert_dit(obj, kind: str, *, num_heads: int | None = None, latent_frames: 
 
 
 def _jsonable(obj):
-    return json.loads(json.dumps(dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj, default=list))
+    """JSON-able; a dataclass's fields with metadata "export": False (a preset's training recipe) left out."""
+    if dataclasses.is_dataclass(obj):
+        skip = {f.name for f in dataclasses.fields(obj) if not f.metadata.get("export", True)}
+        obj = {k: v for k, v in dataclasses.asdict(obj).items() if k not in skip}
+    return json.loads(json.dumps(obj, default=list))
 
 
 def write_export(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, preset: ModelPreset,

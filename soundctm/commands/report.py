@@ -86,6 +86,22 @@ RESULT_EXTS = ("json", "csv", "md")  # the result files a section links (besides
 # reading the results
 
 
+
+def _serves_default_student(tier: str) -> bool:
+    """Whether the committed default student (its preset) is one of `tier`'s models, so that its samples can
+    stand for the tier in Listen; an unknown tier: no."""
+    from soundctm.experiments.tier import TIERS
+    from soundctm.train.checkpoint import read_export_metadata
+
+    t = TIERS.get(tier)
+    if t is None:
+        return False
+    try:
+        preset = read_export_metadata(DEFAULT_STUDENT)["preset"]["name"]
+    except (OSError, KeyError, ValueError):
+        return False
+    return preset in t.presets.values()
+
 def _title_from_md(md: Path, name: str) -> tuple[str, str]:
     """(title, description) from the first lines of <table>.md (`# title — tier`, blank, description)."""
     try:
@@ -856,7 +872,7 @@ def write_report(results_dir: str | Path, *, out: str | Path | None = None, tier
         explicit = any(x is not None for x in (student, vae, text_encoder))
         if not audio:
             note = "disabled (--no-audio)"
-        elif student is None and tier != "tiny":
+        elif student is None and not _serves_default_student(tier):
             note = "the default student is the committed tiny one; pass --checkpoint, --vae and --text-encoder"
         else:
             try:

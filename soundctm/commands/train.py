@@ -18,6 +18,7 @@ import sys
 
 from soundctm.cmdline import CLIError, Parser, nonnegative_int, out_dir, positive_float, positive_int, run
 from soundctm.distributed import run_training_ray
+from soundctm.presets import model_preset
 from soundctm.train.checkpoint import load_latest, save_checkpoint
 from soundctm.train.config import TrainConfig, resolve_config
 from soundctm.train.distill import tiny_student_config
@@ -90,7 +91,12 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
 
 def config_from_args(kind: str, args: argparse.Namespace) -> TrainConfig:
     """A `TrainConfig` from parsed arguments: flags left out keep the kind's defaults."""
-    tiny = args.preset.startswith("tiny") and args.data == "tiny"
+    try:
+        corpus = model_preset(args.preset).corpus
+    except ValueError:  # an unknown preset: `resolve_config` names it
+        corpus = None
+    # a preset on its built-in corpus (`ModelPreset.corpus`: the tiny presets') starts from that recipe's settings
+    tiny = args.data == "tiny" and corpus == args.data
     if kind == "teacher":
         base = tiny_teacher_config(args.preset) if tiny else TrainConfig(kind="teacher", preset=args.preset)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from soundctm.cd import ConsistencyJump
 from soundctm.edm import SIGMA_MAX, karras_sigmas
 from soundctm.experiments.spec import Row
 from soundctm.rng import derive_seed
@@ -50,7 +51,7 @@ def sample_row(row: Row, model, z_T: torch.Tensor, cond: torch.Tensor, uncond: t
         if row.gamma > 0 and seeds is not None:
             opts["generator"] = gamma_generators(seeds)
     elif row.sampler == "cm":  # re-noised between steps: the same per-item noise as a gamma > 0 row's
-        opts.update(nu=row.nu, always_uncond=always_uncond)
+        opts.update(jump=ConsistencyJump(model), nu=row.nu, always_uncond=always_uncond)
         if seeds is not None:
             opts["generator"] = gamma_generators(seeds)
     return SAMPLERS[row.sampler](model, z_T, row_grid(row), cond, uncond, **opts)

@@ -3,15 +3,16 @@ prior noise -> n sampler steps -> latent decoder and vocoder), for SoundCTM and 
 peers, each timed twice: with the unconditional branch skipped at nu = 1 (this library's samplers: nu = 1 weighs
 it by 0) and evaluated anyway (the official samplers always run both branches).
 
-Systems per tier (a `SpeedSystem` names both):
-  tiny  the tier's trained models (SoundCTM-DiT student, the CD and LCD students of `soundctm.cd`) with the tier's
-        text encoder (tiny CLAP) and VAE: what the tiny tables sample;
-  paper the paper-size architectures with random weights (latency does not depend on the weights; nothing is
-        downloaded): SoundCTM-DiT-1B (`experiments.gpubench`: the released layout, a RoBERTa-base-sized CLAP text
-        tower, the GaussianDAC-sized decoder), ConsistencyTTA (557 M UNet2DConditionModel of its lightweight
-        TANGO config, FLAN-T5-Large encoder, AudioLDM's 2-D mel VAE decoder and 16 kHz HiFi-GAN) and AudioLCM (its
-        configs/audiolcm.yaml: DiT width 576, depth 4, 8 heads on 20 x 312 latents, CLAP-text (BERT-base) + T5-Large
-        tokens concatenated, its 1-D mel VAE decoder and a BigVGAN-sized 16 kHz vocoder); `nn.peers` has the stand-ins.
+Systems per tier (a `SpeedSystem` names both; the tier's field `speed_models` picks which):
+  "trained"      (tiny) the tier's trained models (SoundCTM-DiT student, the CD and LCD students of `soundctm.cd`)
+                 with the tier's text encoder (tiny CLAP) and VAE: what the tiny tables sample;
+  "paper-archs"  (paper) the paper-size architectures with random weights (latency does not depend on the weights;
+                 nothing is downloaded): SoundCTM-DiT-1B (`experiments.gpubench`: the released layout, a
+                 RoBERTa-base-sized CLAP text tower, the GaussianDAC-sized decoder), ConsistencyTTA (557 M
+                 UNet2DConditionModel of its lightweight TANGO config, FLAN-T5-Large encoder, AudioLDM's 2-D mel VAE
+                 decoder and 16 kHz HiFi-GAN) and AudioLCM (its configs/audiolcm.yaml: DiT width 576, depth 4, 8 heads
+                 on 20 x 312 latents, CLAP-text (BERT-base) + T5-Large tokens concatenated, its 1-D mel VAE decoder
+                 and a BigVGAN-sized 16 kHz vocoder); `nn.peers` has the stand-ins.
 Every call is timed with `timing.time_call` (CUDA events and a synchronisation on a GPU, `warmup` untimed calls
 first); the table reports the median of the repeats and keeps them all; the device is named.
 """
@@ -82,12 +83,19 @@ class SpeedTable:
 
     def model_runs(self, tier) -> tuple:
         """The runs this table times on `tier` (`Runner.table_runs`: trained with the other tables' runs, in
-        parallel with --workers): the tier's trained models; none on the paper tier (random weights)."""
-        return () if tier.name == "paper" else tuple(s.run for s in self.systems)
+        parallel with --workers): the tier's trained models; none where the tier times the paper-size
+        architectures with random weights (`Tier.speed_models`)."""
+        return () if _paper_archs(tier) else tuple(s.run for s in self.systems)
 
     def run(self, args, runner=None) -> dict:
         """What `experiments.main.run_table` (and so `reproduce/all.py`) calls."""
         return run_speed(self, args, runner)
+
+
+def _paper_archs(tier) -> bool:
+    """Whether `tier` times the paper-size architectures with random weights, else its trained models
+    (`Tier.speed_models`)."""
+    return tier.speed_models == "paper-archs"
 
 
 @dataclass
@@ -210,8 +218,8 @@ def run_speed(table: SpeedTable, args, runner=None, *, repeats: int | None = Non
     t0 = time.time()
     rows, seconds = [], {}
     for sysm in table.systems:
-        pipe = (tiny_pipeline(runner, sysm) if tier.name != "paper"
-                else paper_pipeline(sysm.paper_arch, dev, small=table.small))
+        pipe = (paper_pipeline(sysm.paper_arch, dev, small=table.small) if _paper_archs(tier)
+                else tiny_pipeline(runner, sysm))
         for au, mode in zip((False, True), UNCOND):
             rec = {"system": sysm.name, "label": sysm.label, "ch_sr": sysm.ch_sr, "uncond_at_nu_1": mode,
                    "params": pipe.params, "seconds": {}, "median": {}, "paper": sysm.paper}

@@ -1,8 +1,8 @@
 """A tier is data: one frozen object per scale (`TINY`, `PAPER`), never a branch on its name.
 
 A `Tier` says how to load its components (evaluation units, VAE, text encoder, embedders), how to
-build a run's model, how many samples each unit gets, and which device to use. The runner only
-ever calls these fields.
+build a run's model, how many samples each unit gets, which device to use, its audio format and what
+the speed tables time on it. The runner and the tables only ever read these fields.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from soundctm.metrics.pretrained.weights import WEIGHTS, weight_path
 from soundctm.metrics.registry import get_embedder
 from soundctm.nn.vae import AudioAutoencoder
 from soundctm.paths import MissingAssetsError, audiocaps_dir, cache_dir, results_root, weights_dir
-from soundctm.presets import PAPER_AUDIO
+from soundctm.presets import PAPER_AUDIO, TINY_AUDIO, AudioSpec
 from soundctm.train.components import get_tiny_components
 from soundctm.train.config import TRAIN_THREADS, pinned_threads  # noqa: F401  (re-exported)
 from soundctm.train.tiny import distill_tiny_student, train_tiny_teacher
@@ -53,6 +53,9 @@ class Components:
     channels_sr: str = ""
 
 
+SPEED_MODELS = ("trained", "paper-archs")  # the values of `Tier.speed_models`
+
+
 @dataclass(frozen=True)
 class Tier:
     name: str
@@ -70,6 +73,16 @@ class Tier:
     # (generate, decode and embed one row), "reference" (embed the real clips), "timing" (a row's seconds
     # per sample; also the training-memory probe runs as "train"). Kinds left out: CPU_TASK.
     resources: dict = field(default_factory=dict, hash=False, compare=False)
+    audio: AudioSpec | None = None  # the audio format of the tier's clips (None: unspecified, e.g. a test's tier)
+    # what the speed tables (Table 8, `experiments.speed`) time on this tier: "trained" (the tier's trained
+    # models of each system, built with its other runs) or "paper-archs" (the paper-size architectures of
+    # `speed.PAPER_ARCHS` with random weights: latency does not depend on the weights; nothing is trained)
+    speed_models: str = "trained"
+
+    def __post_init__(self):
+        if self.speed_models not in SPEED_MODELS:
+            raise ValueError(f"tier {self.name!r}: unknown speed_models {self.speed_models!r}; expected one of "
+                             f"{SPEED_MODELS}")
 
     def task_resources(self, kind: str) -> dict:
         """The Ray resources of one `kind` task (`num_cpus`, `num_gpus`, `memory`, `resources`)."""
@@ -151,6 +164,8 @@ TINY = Tier(
     timing_repeats=5,
     device="cpu",
     presets={"dit": "tiny-dit", "unet": "tiny-unet"},
+    audio=TINY_AUDIO,
+    speed_models="trained",
 )
 
 
@@ -186,10 +201,10 @@ def paper_assets() -> dict[str, Path]:
 def _paper_load(cache=None) -> Components:
 
     assets = paper_assets()
-    device = PAPER.device
+    device, audio = PAPER.device, PAPER.audio
     vae = AudioAutoencoder.load(assets["vae"]).to(device).eval()
-    ds = AudioCapsDataset(assets["test_5cap"], assets["audio"], sample_rate=PAPER_AUDIO.sample_rate,
-                          clip_samples=PAPER_AUDIO.clip_samples)
+    ds = AudioCapsDataset(assets["test_5cap"], assets["audio"], sample_rate=audio.sample_rate,
+                          clip_samples=audio.clip_samples)
     by_clip: dict[str, Unit] = {}
     for i in range(len(ds)):
         it = ds[i]
@@ -199,7 +214,7 @@ def _paper_load(cache=None) -> Components:
     openl3, passt, clap = get_embedder("openl3"), get_embedder("passt"), get_embedder("laion-clap")
     identity = {"vae": file_checksum(assets["vae"]), "audiocaps": file_checksum(assets["test_5cap"]),
                 "fd": openl3.settings(), "kl": passt.settings(), "clap": clap.settings()}
-    return Components(PAPER_AUDIO.sample_rate, list(by_clip.values()), vae, LaionClapText(device=device),
+    return Components(audio.sample_rate, list(by_clip.values()), vae, LaionClapText(device=device),
                       {"fd": openl3, "kid": openl3, "kl": passt, "clap": clap}, identity, None, "1/44.1kHz")
 
 
@@ -221,6 +236,8 @@ PAPER = Tier(
     timing_repeats=10,
     device="cuda" if torch.cuda.is_available() else "cpu",
     presets={"dit": "paper-dit", "unet": "paper-unet"},
+    audio=PAPER_AUDIO,
+    speed_models="paper-archs",
     # one GPU per training, per row (DiT sampling, VAE decoding, OpenL3/PaSST/CLAP) and for the reference
     resources={"train": GPU_TASK, "score": GPU_TASK, "reference": GPU_TASK, "timing": GPU_TASK},
 )

@@ -26,7 +26,7 @@ from soundctm.edm import Precond
 from soundctm.io import load_safetensors, load_state, save_safetensors, save_state
 from soundctm.nn.dit import DiTConfig
 from soundctm.nn.unet import UNetConfig
-from soundctm.presets import ModelPreset, build_backbone
+from soundctm.presets import RECIPE_FIELDS, ModelPreset, build_backbone, model_preset
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -91,8 +91,11 @@ def load_latest(run_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def _jsonable(obj):
+    """JSON-able nested lists and dicts; a dataclass's fields with metadata "export": False are left out (the
+    training recipe of a `ModelPreset`, `presets.RECIPE_FIELDS`)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+        skip = {f.name for f in dataclasses.fields(obj) if not f.metadata.get("export", True)}
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items() if k not in skip}
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -157,6 +160,12 @@ def preset_from_metadata(p: dict):
         raise ValueError(f"unknown architecture {arch!r} in export metadata")
     fields = {f.name for f in dataclasses.fields(ModelPreset)}
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in p.items() if k in fields and k != "backbone"}
+    try:  # the training recipe (never exported): the registered preset's of that name, else the defaults
+        known = model_preset(kw["name"]) if "name" in kw else None
+    except ValueError:
+        known = None
+    if known is not None:
+        kw.update({k: getattr(known, k) for k in RECIPE_FIELDS if k not in kw})
     return ModelPreset(backbone=backbone, **kw)
 
 

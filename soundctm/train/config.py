@@ -76,8 +76,7 @@ RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads",
                      "fidelity_items", "target_bank"}
 BOOKKEEPING = ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export", "fidelity_items", "target_bank")
 TEACHER_EMA = 0.999  # EMA of the teacher's weights (EDM)
-TEACHER_LR = {"tiny-dit": 1e-3, "tiny-unet": 1e-3}  # tiny teachers train from scratch in minutes
-STUDENT_LR_TINY = 2e-4  # tiny students: larger than the paper's 8e-5 to fit a CPU budget
+# (the default learning rates are the preset's: `ModelPreset.teacher_lr`, `ModelPreset.distill_lr`)
 
 
 @dataclass(frozen=True)
@@ -176,10 +175,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(f"unknown training kind {cfg.kind!r}; expected one of {KINDS}")
     p = model_preset(cfg.preset)
     teacher = cfg.kind == "teacher"
-    tiny = cfg.preset.startswith("tiny")
     lr = cfg.lr
     if lr is None:
-        lr = TEACHER_LR.get(cfg.preset, 1e-4) if teacher else (STUDENT_LR_TINY if tiny else p.lr)
+        lr = p.teacher_lr if teacher else p.distill_lr
     out = dataclasses.replace(
         cfg,
         lr=float(lr),
@@ -205,9 +203,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         raise ValueError("skip_steps is a setting of the consistency-distillation objectives 'cd' and 'lcm'")
     if out.data not in ("tiny", "synthetic"):
         raise ValueError(f"unknown data source {out.data!r}; expected 'tiny' or 'synthetic'")
-    if out.data == "tiny" and not tiny:
+    if out.data != "synthetic" and out.data != p.corpus:  # a built-in corpus serves the presets made for it
         raise ValueError(
-            f"preset {out.preset!r} needs its own latent cache; data='tiny' only serves tiny presets"
+            f"preset {out.preset!r} needs its own latent cache; data={out.data!r} only serves tiny presets"
         )
     for name in ("steps", "batch_size", "checkpoint_every"):
         if getattr(out, name) <= 0:
