@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict] = {
     "lr1e-3-cos-ema0.1-mu0.99": dict(FAST, export_ema_std=0.1, ema_mu=0.99),
     "lr1e-3-cos-ema0.1-ode16": dict(FAST, export_ema_std=0.1, max_ode_steps=16),
     "lr1e-3-cos-ema0.1-dsm0-ode16": dict(FAST, export_ema_std=0.1, dsm_weight=0.0, max_ode_steps=16),
+    "lr2e-3-cos-ema0.1-perbatch-ode16": dict(FAST, lr=2e-3, export_ema_std=0.1, k_sampling="per-batch",
+                                              max_ode_steps=16),
     # diagnostic: one omega only (is fitting two omegas with one omega-blind student what holds the error up?)
     "lr1e-3-cos-ema0.1-perbatch-w5only": dict(FAST, export_ema_std=0.1, k_sampling="per-batch",
                                                omega_range=(5.0, 5.0)),

@@ -60,13 +60,14 @@ from soundctm.edm import SIGMA_MAX
 from soundctm.experiments.catalog import teacher_row
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.summary import VERDICTS, counts, interval_text, measure_text, summarize_record, table_order
+from soundctm.experiments.tier import TIERS
 from soundctm.generate import DEFAULT_STUDENT, DEFAULT_TEXT_ENCODER, DEFAULT_VAE, load_models, render
 from soundctm.io import sha256_file
 from soundctm.nn.text import Conditioner
 from soundctm.paths import committed_tiny_dir, results_root
 from soundctm.provenance import provenance
 from soundctm.rng import prior_noise
-from soundctm.train.checkpoint import load_export
+from soundctm.train.checkpoint import load_export, read_export_metadata
 
 __all__ = ["load_results", "find_figures", "find_result_files", "make_examples", "load_teacher", "render_html",
            "write_report", "spectrogram_png", "spectrogram_figure_png", "write_png", "ReportConflict", "MANIFEST",
@@ -90,9 +91,6 @@ RESULT_EXTS = ("json", "csv", "md")  # the result files a section links (besides
 def _serves_default_student(tier: str) -> bool:
     """Whether the committed default student (its preset) is one of `tier`'s models, so that its samples can
     stand for the tier in Listen; an unknown tier: no."""
-    from soundctm.experiments.tier import TIERS
-    from soundctm.train.checkpoint import read_export_metadata
-
     t = TIERS.get(tier)
     if t is None:
         return False
