@@ -5,65 +5,42 @@
     python reproduce/all.py --tables 3,instrument
     ray submit cluster.yaml reproduce/all.py --tier paper
 
-`ray submit` copies only this file to the head node; cluster.yaml ships and installs the repository,
-and this script finds the table declarations through the installed package.
+The tables are the registry's (`soundctm.experiments.tables`: ids as `--tables` takes them, in its order).
+`ray submit` copies only this file to the head node; cluster.yaml ships and installs the repository, and this
+script imports the installed package.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
-# registry: table id -> declaration script (each defines TABLE)
-TABLES = {"instrument": "instrument.py", "1": "table1.py", "2": "table2.py", "3": "table3.py", "6": "table6.py",
-          "8": "table8.py", "7": "table7.py", "content": "content.py", "10": "table10.py",
-          "11": "table11.py", "12": "table12.py", "13": "table13.py", "5": "table5.py", "14": "table14.py",
-          "4": "table4.py", "9": "table9.py",
-          "nu_omega": "nu_omega.py", "steps_diagnostic": "steps_diagnostic.py"}
-
-
-def _script_dir() -> Path:
-    here = Path(__file__).resolve().parent
-    if (here / "table3.py").exists():
-        return here
-    import soundctm  # installed from the shipped repository (cluster.yaml)
-
-    return Path(soundctm.__file__).resolve().parent.parent / "reproduce"
-
-
-def load_table(key: str):
-    key = key.removeprefix("table")
-    if key not in TABLES:
-        raise SystemExit(f"unknown table {key!r}; known: {', '.join(TABLES)}")
-    path = _script_dir() / TABLES[key]
-    spec = importlib.util.spec_from_file_location(f"reproduce_{path.stem}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.TABLE
+from soundctm.experiments.graph import prepare_graph
+from soundctm.experiments.main import items_runner, make_runner, parser, run_table
+from soundctm.experiments.progress import Progress, training_keys
+from soundctm.experiments.tables import UnknownTable, get_table, table_ids
+from soundctm.paths import MissingAssetsError
 
 
 def main(argv=None) -> int:
-    sys.path.insert(0, str(_script_dir().parent))
-    from soundctm.experiments.main import items_runner, make_runner, parser, run_table
-    from soundctm.experiments.progress import Progress, training_keys
-    from soundctm.experiments.runner import prepare_graph
-    from soundctm.paths import MissingAssetsError
-
     ap = parser(__doc__)
-    ap.add_argument("--tables", default=",".join(TABLES), help="comma-separated ids (default: all)")
+    ap.add_argument("--tables", default=",".join(table_ids()), help="comma-separated ids (default: all, "
+                    f"{', '.join(table_ids())})")
     ap.add_argument("--no-report", action="store_true", help="do not write results/<tier>/index.html")
     ap.add_argument("--no-progress", action="store_true", help="no [progress] lines (trainings, rows, pair rows, "
                     "tables: done / planned, what runs, ETA from the measured durations)")
     args = ap.parse_args(argv)
-    tables = [load_table(k.strip()) for k in args.tables.split(",") if k.strip()]
+    try:
+        tables = [get_table(k) for k in args.tables.split(",") if k.strip()]
+    except UnknownTable as e:
+        raise SystemExit(f"all.py: {e}") from None
     try:
         runner = make_runner(args)
         progress = None if args.no_progress else Progress(workers=args.workers)
         runner.events = progress
-        groups: dict[str, list] = {}  # tables by their item set (a table's own: Table.extra["items"])
+        groups: dict = {}  # tables by their item set (a table's own: `Table.items`; None: the runner's)
         for t in tables:
-            groups.setdefault(repr(sorted(getattr(t, "extra", {}).get("items", {}).items())), []).append(t)
+            groups.setdefault(t.items, []).append(t)
         runners = {k: items_runner(ts[0], args, runner) for k, ts in groups.items()}
         if progress is not None:
             progress.plan("train", training_keys(tables, runner.tier))
@@ -71,7 +48,8 @@ def main(argv=None) -> int:
             for k, ts in groups.items():
                 r = runners[k]
                 progress.plan("score", [r.score_node(x) for x in r.prepare_rows(ts)])
-                progress.plan("pair", [r.pair_node(x, t.metrics) for t in ts for x in t.rows if x.source == "pair"])
+                progress.plan("pair", [r.pair_node(x, t.metrics) for t in ts for x in t.score_rows
+                                       if x.source == "pair"])
             print(progress.line("planned"), flush=True)
         # every table's trainings and rows as one graph: with --workers, a student trains as soon as its
         # teacher has landed and a row is scored as soon as its models are, beside the other trainings

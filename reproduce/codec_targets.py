@@ -14,14 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from soundctm.data.corpus import tiny_corpus  # noqa: E402
-from soundctm.experiments import codec  # noqa: E402
-from soundctm.io import write_json  # noqa: E402
-from soundctm.metrics.indomain import tiny_evt  # noqa: E402
-from soundctm.nn.vae import AudioAutoencoder  # noqa: E402
-from soundctm.paths import committed_tiny_dir  # noqa: E402
+from soundctm.data.corpus import tiny_corpus
+from soundctm.experiments import codec
+from soundctm.io import write_json
+from soundctm.metrics.indomain import tiny_evt
+from soundctm.nn.vae import AudioAutoencoder
+from soundctm.paths import committed_tiny_dir
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "tiny"
 

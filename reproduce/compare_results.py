@@ -12,11 +12,8 @@ To compare with the committed tables after a run that rewrote them: `git worktre
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from soundctm.experiments.resultdiff import compare_dirs, markdown  # noqa: E402
+from soundctm.experiments.resultdiff import compare_dirs, markdown
 
 
 def main(argv=None) -> int:

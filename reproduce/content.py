@@ -17,67 +17,9 @@ latents against SoundCTM's n-step samples in place of SoundCTM's pair, which mus
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from soundctm.experiments import cli, get_table
 
-from soundctm.experiments import Claim, Row, Table, cli  # noqa: E402
-from soundctm.experiments.figures import spectrogram_figure  # noqa: E402
-from soundctm.experiments.pairs import pair_row, trivial_pair  # noqa: E402
-from soundctm.experiments.spec import SAMPLERS  # noqa: E402
-
-try:
-    from soundctm.experiments.catalog import AUDIO_LCM, CONSISTENCY_TTA, UNET_STUDENT  # noqa: E402
-except ImportError as e:
-    raise ImportError("reproduce/content.py compares SoundCTM with the consistency-distillation students "
-                      "CONSISTENCY_TTA and AUDIO_LCM of soundctm/experiments/catalog.py (issue 14, item 1), "
-                      f"which this checkout lacks: {e}") from e
-if "cm" not in SAMPLERS:
-    raise ImportError("reproduce/content.py samples the consistency-distillation students with the 'cm' sampler, "
-                      "which soundctm.experiments.spec.SAMPLERS lacks in this checkout (issue 14, item 1)")
-
-STEPS = (1, 2, 4, 16)
-METHODS = {  # name: (label, run, sampler, omega, nu) at Table 2's 1-step setting
-    "soundctm": ("SoundCTM (UNet), γ = 0", UNET_STUDENT, "ctm", 3.5, 1.0),
-    "consistency-tta": ("ConsistencyTTA-style CD", CONSISTENCY_TTA, "cm", 4.0, 1.0),
-    "audiolcm": ("AudioLCM-style LCD", AUDIO_LCM, "cm", 5.0, 1.0),
-}
-CD = ("consistency-tta", "audiolcm")
-
-
-def sampled(method: str, steps: int) -> Row:
-    label, run, sampler, omega, nu = METHODS[method]
-    return Row(f"{method}-{steps}", run=run, sampler=sampler, steps=steps, omega=omega, nu=nu,
-               label=f"{label}, {steps} step{'s' if steps > 1 else ''}")
-
-
-PAIRS = {(m, n): pair_row(f"{m}-1v{n}", sampled(m, 1), sampled(m, n), label=f"{METHODS[m][0]}: 1 vs {n} steps")
-         for m in METHODS for n in STEPS[1:]}
-GT = Row("real-other", source="real-other")
-
-TABLE = Table(
-    name="content",
-    title="Content preservation: distance between each method's 1-step and n-step samples of the same items",
-    description=__doc__.split("\n\n")[0],
-    metrics=("lpaps", "mel"),
-    rows=(
-        pair_row("vae-recon-vs-gt", Row("vae-recon", source="vae-recon"), GT,
-                 label="VAE reconstruction vs ground truth (floor)"),
-        *PAIRS.values(),
-        pair_row("gt-vs-soundctm-1", GT, sampled("soundctm", 1),
-                 label="ground truth vs SoundCTM 1-step (random level)"),
-        *(trivial_pair(PAIRS["soundctm", n], f"zeros-vs-soundctm-{n}") for n in STEPS[1:]),
-    ),
-    claims=tuple(
-        Claim(f"(content-{n}-{cd}-{m})", f"at {n} steps SoundCTM (γ = 0) stays far closer to its 1-step sample "
-              f"than {METHODS[cd][0]} ({m}; intervals apart)", "separated", m, f"soundctm-1v{n}", f"{cd}-1v{n}",
-              subject=f"soundctm-1v{n}", trivial=f"zeros-vs-soundctm-{n}")
-        for n in STEPS[1:] for cd in CD for m in ("lpaps", "mel")),
-    extra={"figures": (spectrogram_figure(
-        [(METHODS[m][0], [sampled(m, n) for n in STEPS]) for m in (*CD, "soundctm")],
-        [f"{n} step{'s' if n > 1 else ''}" for n in STEPS],
-        title="Same z_T and caption in each line: 1, 2, 4 and 16 steps of each method (Fig. 3)"),)},
-)
-
+# the declaration: soundctm/experiments/tables/content.py
 if __name__ == "__main__":
-    sys.exit(cli(TABLE))
+    sys.exit(cli(get_table("content")))

@@ -12,20 +12,18 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from soundctm.apps.ditto import ditto_sample  # noqa: E402
-from soundctm.apps.guidance import guided_sample  # noqa: E402
-from soundctm.apps.intensity import IntensityFeature, intensity_mse_per_clip, item_targets  # noqa: E402
-from soundctm.data.corpus import make_clip_spec  # noqa: E402
-from soundctm.generate import DEFAULT_STUDENT, DEFAULT_TEXT_ENCODER, DEFAULT_VAE, load_models  # noqa: E402
-from soundctm.metrics import functional as Fm  # noqa: E402
-from soundctm.metrics.indomain import TinyClapEmbedder  # noqa: E402
-from soundctm.rng import prior_noise  # noqa: E402
-from soundctm.sampling import karras_steps, sample  # noqa: E402
+from soundctm.apps.ditto import ditto_sample
+from soundctm.apps.guidance import guided_sample
+from soundctm.apps.intensity import IntensityFeature, intensity_mse_per_clip, item_targets
+from soundctm.data.corpus import make_clip_spec
+from soundctm.generate import DEFAULT_STUDENT, DEFAULT_TEXT_ENCODER, DEFAULT_VAE, load_models
+from soundctm.metrics import functional as Fm
+from soundctm.metrics.indomain import TinyClapEmbedder
+from soundctm.rng import prior_noise
+from soundctm.sampling import karras_steps, sample
 
 
 def main(argv=None) -> int:

@@ -14,44 +14,9 @@ z_T, caption and ω; decoded zeros score 1).
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from soundctm.experiments import cli, get_table
 
-from soundctm.experiments import Claim, Row, Table, cli, reference_rows, student_row, teacher_row  # noqa: E402
-from soundctm.experiments.catalog import TEACHER  # noqa: E402
-
-LADDER = [("real-other", "<", "vae-recon"), ("vae-recon", "<<", "teacher"), ("teacher", "<<", "teacher-euler-1"),
-          ("teacher-euler-1", "≤", "zeros"), ("teacher-euler-1", "≤", "noise")]
-KIND = {"<": "ordered", "≤": "ordered", "<<": "separated"}
-
-TABLE = Table(
-    name="instrument",
-    title="The instrument: a sanity ladder of systems of known order",
-    description=__doc__.split("\n\n")[0],
-    rows=(
-        *reference_rows("real-other", "vae-recon"),
-        teacher_row(),
-        student_row(1), student_row(16, nu=5.0),
-        Row("teacher-euler-1", run=TEACHER, sampler="euler", steps=1, omega=5.0,
-            label="teacher, one Euler step from σ_max (posterior mean)"),
-        *reference_rows("zeros", "noise", "shuffled-captions"),
-    ),
-    claims=(
-        *(Claim(f"{a} {mark} {b} ({m})", "", KIND[mark], m, a, b) for m in ("fd", "kid", "kl", "clap")
-          for a, mark, b in LADDER),
-        *(Claim(f"real-other << shuffled-captions ({m})", "", "separated", m, "real-other", "shuffled-captions")
-          for m in ("kl", "clap")),
-        # a diagnostic beside the ladder, not part of it: teacher against its posterior mean on the same clips
-        # (the paired bootstrap interval of the difference), which the marginal intervals of `<<` ignore
-        *(Claim(f"paired: teacher better than teacher-euler-1 ({m})", "", "improves", m, "teacher-euler-1",
-                "teacher") for m in ("fd", "kid", "kl", "clap")),
-        # distillation: the 1-step student against the teacher's own one step (paired over the same clips), on
-        # the metrics and on the teacher-ODE error; the decoded-zeros self-test substitutes zeros for the student
-        *(Claim(f"paired: student-1 better than teacher-euler-1 ({m})", "", "improves", m, "teacher-euler-1",
-                "student-1", subject="student-1") for m in ("fd", "kid", "kl", "clap", "fidelity")),
-    ),
-)
-
+# the declaration: soundctm/experiments/tables/instrument.py
 if __name__ == "__main__":
-    sys.exit(cli(TABLE))
+    sys.exit(cli(get_table("instrument")))

@@ -10,16 +10,13 @@ this says how much of a row's gap is silence rather than a wrong sound.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+import numpy as np
 
-import numpy as np  # noqa: E402
+from soundctm.experiments.main import make_runner, parser
+from soundctm.experiments.tables import get_table
 
-from soundctm.experiments.main import make_runner, parser  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from instrument import TABLE  # noqa: E402
+TABLE = get_table("instrument")
 
 ROWS = ("vae-recon", "teacher", "teacher-euler-1", "student-1", "student-16")
 THRESHOLDS = (1e-3, 1e-2)

@@ -10,11 +10,8 @@ Nothing else writes the committed checkpoints or the regression record.
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from soundctm.experiments import regression as R  # noqa: E402
+from soundctm.experiments import regression as R
 
 
 def main(argv=None) -> int:

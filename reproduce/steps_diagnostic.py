@@ -7,33 +7,9 @@ task? The teacher's own Heun curve over the same step counts, the student at nu 
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from soundctm.experiments import cli, get_table
 
-from soundctm.experiments import STUDENT, Claim, Run, Table, cli, reference_rows, student_row, teacher_row  # noqa: E402
-
-LONG = Run("student", "dit", options={**dict(STUDENT.options), "steps": 900}, seeds=(0,), teacher=STUDENT.teacher)
-HEUN = ((2, 1), (3, 2), (5, 4), (9, 8), (17, 16), (40, 39))  # grid points N -> Heun steps N - 1
-
-TABLE = Table(
-    name="steps_diagnostic",
-    title="Diagnostic: quality against steps for the teacher and the students",
-    description=__doc__.split("\n\n")[0],
-    rows=(
-        *(teacher_row(f"teacher-heun-{k}", steps=n, label=f"teacher, Heun {k} steps") for n, k in HEUN),
-        *(student_row(n, nu=1.0, name=f"student-nu1-{n}", label="SoundCTM-DiT, ν = 1") for n in (1, 2, 4, 8, 16)),
-        *(student_row(n, nu=1.0, run=LONG, name=f"student-long-{n}", label="SoundCTM-DiT, 3x distillation, ν = 1")
-          for n in (1, 16)),
-        *reference_rows("vae-recon", "zeros"),
-    ),
-    claims=tuple(
-        Claim(f"({who}-{m})", f"{who}: quality improves from {a} to {b} ({m})", "improves", m, a, b, subject=b)
-        for m in ("fd", "kl", "clap")
-        for who, a, b in (("teacher", "teacher-heun-1", "teacher-heun-16"), ("student ν=1", "student-nu1-1",
-                                                                                  "student-nu1-16"),
-                          ("long student", "student-long-1", "student-long-16"))),
-)
-
+# the declaration: soundctm/experiments/tables/steps_diagnostic.py
 if __name__ == "__main__":
-    sys.exit(cli(TABLE))
+    sys.exit(cli(get_table("steps_diagnostic")))

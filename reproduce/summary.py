@@ -16,10 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+from soundctm.experiments.summary import render_markdown, summarize
 
-from soundctm.experiments.summary import render_markdown, summarize  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 BEGIN, END = "<!-- verdicts:begin -->", "<!-- verdicts:end -->"
 MAX_LINES = 60  # the README stays short (at most 250 lines): the block's budget

@@ -7,38 +7,9 @@ and 16 steps (ω = 5, ν = 5). The full student is Table 3's.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from soundctm.experiments import cli, get_table
 
-from soundctm.experiments import STUDENT, Claim, Table, cli, reference_rows, student_row  # noqa: E402
-from soundctm.experiments.catalog import variant  # noqa: E402
-
-COLS = ("FD_openl3", "KL_passt", "CLAP")
-P = lambda *v: dict(zip(COLS, v))  # the paper's numbers of a row
-STEPS = ((1, 1.0), (8, 5.0), (16, 5.0))  # (steps, ν); ω = 5
-M = ("fd", "kl", "clap")
-RUNS = {"l2_s": ("w/o d_teacher (l2 at s)", variant(STUDENT, distance="l2_s"),
-                 (P(77.8, 1.67, 0.36), P(79.6, 1.58, 0.35), P(69.2, 1.28, 0.41))),
-        "full": ("full (d_teacher)", STUDENT, (P(77.4, 1.70, 0.35), P(68.1, 1.29, 0.40), P(65.6, 1.22, 0.42)))}
-
-TABLE = Table(
-    name="table12",
-    title="Table 12: d_teacher ablation (DiT)",
-    description=__doc__.split("\n\n")[0],
-    paper_columns=COLS,
-    rows=(
-        *(student_row(n, 5.0, nu, name=f"{v}-{n}", run=run, label=label, paper=paper[i])
-          for v, (label, run, paper) in RUNS.items() for i, (n, nu) in enumerate(STEPS)),
-        *reference_rows("vae-recon", "zeros"),
-    ),
-    claims=(
-        *(Claim(f"(1-{m})", f"at 1 step the two are comparable: within 0.1 of each other on q ({m})", "comparable",
-                m, "full-1", "l2_s-1", margin=0.1, subject="full-1") for m in M),
-        *(Claim(f"({n}-{m})", f"at {n} steps d_teacher improves quality ({m})", "improves", m, f"l2_s-{n}",
-                f"full-{n}", subject=f"full-{n}") for n in (8, 16) for m in M),
-    ),
-)
-
+# the declaration: soundctm/experiments/tables/table12.py
 if __name__ == "__main__":
-    sys.exit(cli(TABLE))
+    sys.exit(cli(get_table("12")))

@@ -8,35 +8,9 @@
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from soundctm.experiments import cli, get_table
 
-from soundctm.experiments import Claim, Table, cli, reference_rows, student_row  # noqa: E402
-from soundctm.experiments.catalog import UNET_STUDENT, variant  # noqa: E402
-
-COLS = ("FAD_vgg", "KL_passt", "IS_passt", "CLAP")
-P = lambda *v: dict(zip(COLS, v))  # the paper's numbers of a row
-STEPS = ((1, 3.5, 1.0), (8, 3.0, 1.5), (16, 3.0, 2.0))  # (steps, ω, ν)
-RUNS = {"l2_s": ("w/o d_teacher (l2 at s)", variant(UNET_STUDENT, distance="l2_s"),
-                 (P(2.45, 1.28, 6.83, 0.42), P(1.64, 1.23, 7.56, 0.44), P(1.62, 1.23, 7.16, 0.44))),
-        "d_teacher": ("SoundCTM (d_teacher)", UNET_STUDENT,
-                      (P(2.17, 1.27, 6.83, 0.42), P(1.51, 1.21, 8.08, 0.46), P(1.37, 1.23, 8.31, 0.46)))}
-
-TABLE = Table(
-    name="table13",
-    title="Table 13: d_teacher ablation (UNet, 16 kHz setting)",
-    description=__doc__.split("\n\n")[0],
-    paper_columns=COLS,
-    rows=(
-        *(student_row(n, w, nu, name=f"{d}-{n}", run=run, label=label, paper=paper[i])
-          for d, (label, run, paper) in RUNS.items() for i, (n, w, nu) in enumerate(STEPS)),
-        *reference_rows("vae-recon", "zeros"),
-    ),
-    claims=tuple(
-        Claim(f"({n}-fd)", f"at {n} step(s) d_teacher beats l2 at s-time (fd)", "improves", "fd", f"l2_s-{n}",
-              f"d_teacher-{n}", subject=f"d_teacher-{n}") for n, _, _ in STEPS),
-)
-
+# the declaration: soundctm/experiments/tables/table13.py
 if __name__ == "__main__":
-    sys.exit(cli(TABLE))
+    sys.exit(cli(get_table("13")))

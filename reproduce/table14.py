@@ -11,40 +11,9 @@ observed band in at the end only. Figure 14: results/<tier>/table14_spectrograms
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from soundctm.experiments import cli, get_table
 
-from soundctm.experiments import Claim, Row, Table, cli, reference_rows  # noqa: E402
-from soundctm.experiments.applications import bwe_figure  # noqa: E402
-from soundctm.experiments.catalog import UNET_STUDENT  # noqa: E402
-
-BAND = {"cutoff_hz": 3000.0, "at_rate": 44100}  # the same share of the band at the tier's sample rate
-EXT = dict(sampler="bwe", run=UNET_STUDENT, omega=3.5, nu=1.0, app=BAND, label="Bandwidth extension with SoundCTM")
-
-TABLE = Table(
-    name="table14",
-    title="Table 14: zero-shot bandwidth extension (UNet student)",
-    description=__doc__.split("\n\n")[0],
-    metrics=("lsd",),
-    paper_columns=("LSD",),
-    rows=(
-        Row("lowpass", source="lowpass", app=BAND, label="Low-passed (observed signal)", paper={"LSD": 28.8}),
-        Row("bwe-4", steps=4, paper={"LSD": 13.3}, **EXT),
-        Row("bwe-8", steps=8, paper={"LSD": 12.9}, **EXT),
-        Row("paste-8", steps=8, **{**EXT, "app": {**BAND, "every_step": False},
-                                   "label": "control: 8-step generation, observed band put in at the end only"}),
-        *reference_rows("zeros"),
-    ),
-    claims=(
-        *(Claim(f"(C8-{n})", f"bandwidth extension in {n} steps lowers LSD against the low-passed input", "improves",
-                "lsd", "lowpass", f"bwe-{n}", subject=f"bwe-{n}") for n in (4, 8)),
-        Claim("(C8-steps)", "8 steps are better than 4", "improves", "lsd", "bwe-4", "bwe-8", subject="bwe-8"),
-        Claim("(C8-consistency)", "consistency during sampling beats putting the band into a free generation",
-              "improves", "lsd", "paste-8", "bwe-8", subject="bwe-8"),
-    ),
-    extra={"figures": (bwe_figure,), "items": {"samples_per_caption": 1}},
-)
-
+# the declaration: soundctm/experiments/tables/table14.py
 if __name__ == "__main__":
-    sys.exit(cli(TABLE))
+    sys.exit(cli(get_table("14")))

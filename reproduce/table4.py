@@ -9,40 +9,10 @@ analyses webMUSHRA's ratings.
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+from soundctm.experiments import get_table
+from soundctm.experiments.listening import kit_cli
 
-from soundctm.experiments import Row, student_row, teacher_row  # noqa: E402
-from soundctm.experiments.listening import KitClaim, ListeningTest, kit_cli  # noqa: E402
-
-P = lambda oval, rel: {"OVAL": oval, "REL": rel}  # the paper's mean ratings of a row
-BASELINES = ("stable-audio-open", "audioldm2-48k", "teacher")
-
-TABLE = ListeningTest(
-    name="table4",
-    title="Table 4: full-band listening test (MUSHRA)",
-    description=__doc__.split("\n\n")[0],
-    paper_raters=17,
-    reference_paper=P(79.6, 83.2),
-    rows=(
-        Row("stable-audio-open", label="Stable Audio Open, DPM-Solver++", steps=100, omega=7.0, paper=P(54.0, 47.1),
-            not_run="the Stable Audio Open 1.0 checkpoint and its T5 text encoder"),
-        Row("audioldm2-48k", label="AudioLDM2-48kHz, DDIM", steps=200, omega=3.5, paper=P(65.1, 69.9),
-            not_run="the AudioLDM2-48kHz checkpoint, its VAE/vocoder and its text encoders"),
-        teacher_row(label="Our teacher, Heun", paper=P(66.9, 69.4)),
-        student_row(1, 5.0, 1.0, label="SoundCTM-DiT, 1 step", paper=P(63.2, 69.1)),
-        student_row(16, 5.0, 5.0, label="SoundCTM-DiT, 16 steps", paper=P(72.0, 77.0)),
-    ),
-    claims=(
-        *(KitClaim(f"(a-{c})", f"16 steps beat 1 step on {c}, CIs apart", "separated", c, "student-16", "student-1",
-                   subject="student-16") for c in ("OVAL", "REL")),
-        *(KitClaim(f"(b-{b}-{c})", f"16 steps beat {b} on {c}, CIs apart", "separated", c, "student-16", b,
-                   subject="student-16") for b in BASELINES for c in ("OVAL", "REL")),
-        *(KitClaim(f"(c-{c})", f"1 step is comparable to the teacher on {c} (CIs overlap)", "overlap", c,
-                   "student-1", "teacher", subject="student-1") for c in ("OVAL", "REL")),
-    ),
-)
-
+# the declaration: soundctm/experiments/tables/table4.py
 if __name__ == "__main__":
-    sys.exit(kit_cli(TABLE))
+    sys.exit(kit_cli(get_table("4")))

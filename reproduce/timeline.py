@@ -15,11 +15,9 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
-
-from soundctm.experiments.store import open_store  # noqa: E402
-from soundctm.experiments.timeline import format_summary, gantt, read_records, summarise  # noqa: E402
-from soundctm.paths import cache_dir  # noqa: E402
+from soundctm.experiments.store import open_store
+from soundctm.experiments.timeline import format_summary, gantt, read_records, summarise
+from soundctm.paths import cache_dir
 
 
 def when(text: str | None) -> float | None:

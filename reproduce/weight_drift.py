@@ -10,15 +10,12 @@ the distance of the CTM loss cannot be what separates their samples at this dist
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+import torch
 
-import torch  # noqa: E402
-
-from soundctm.experiments.catalog import UNET_STUDENT, UNET_TEACHER, variant  # noqa: E402
-from soundctm.experiments.main import make_runner, parser  # noqa: E402
-from soundctm.io import load_safetensors  # noqa: E402
+from soundctm.experiments.catalog import UNET_STUDENT, UNET_TEACHER, variant
+from soundctm.experiments.main import make_runner, parser
+from soundctm.io import load_safetensors
 
 RUNS = {"l2_0": variant(UNET_STUDENT, distance="l2_0"), "l2_s": variant(UNET_STUDENT, distance="l2_s"),
         "d_teacher": UNET_STUDENT}

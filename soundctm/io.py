@@ -58,6 +58,12 @@ def _umask() -> int:
     return mask
 
 
+def settings_hash(obj, digits: int = 16) -> str:
+    """The key of a JSON-able settings object: the first `digits` hex digits of the sha256 of its JSON (sorted
+    keys; anything JSON cannot write, by `str`). Every cached thing in the package is named by one."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:digits]
+
+
 def atomic_write(path: str | os.PathLike, write_fn) -> Path:
     """Call `write_fn(tmp_path)` then rename onto `path`; a crash never leaves a half-written file."""
     path = Path(path)

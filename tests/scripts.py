@@ -1,4 +1,5 @@
-"""Load a script of the repository (reproduce/, bench/) as a module, the way the tests read declarations."""
+"""Load a script of the repository (reproduce/, bench/) as a module (the tables' declarations are the package's:
+`soundctm.experiments.tables`)."""
 
 import importlib.util
 from pathlib import Path

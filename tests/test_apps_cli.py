@@ -1,5 +1,5 @@
 """`soundctm control` and `soundctm extend` on the committed tiny models, their errors, and the Table 5 / 14
-declarations (importable, `--help`, registered in reproduce/all.py, on the UNet student)."""
+declarations (in the registry, `--help`, on the UNet student)."""
 
 import json
 from pathlib import Path
@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from scripts import load_script
 
 from soundctm.cli import main as cli_main
-from soundctm.experiments import cli
+from soundctm.experiments import Items, cli, get_table
 from soundctm.experiments.catalog import UNET_STUDENT
 from soundctm.metrics import functional as Fm
 
@@ -78,14 +77,12 @@ def test_bad_input_is_one_error_line(tmp_path, capsys):
 
 
 def test_tables_5_and_14_are_declarations_over_the_unet_student(capsys):
-    all_py = load_script(REPO / "reproduce" / "all.py")
-    t5, t14 = all_py.load_table("5"), all_py.load_table("14")
-    assert t5 == load_script(REPO / "reproduce" / "table5.py").TABLE
-    for t, script in ((t5, "table5.py"), (t14, "table14.py")):
-        assert len((REPO / "reproduce" / script).read_text().splitlines()) <= 70
+    t5, t14 = get_table("5"), get_table("14")
+    for t, module in ((t5, "table5.py"), (t14, "table14.py")):
+        assert len((REPO / "soundctm" / "experiments" / "tables" / module).read_text().splitlines()) <= 70
         assert {r.run for r in t.rows if r.run is not None} == {UNET_STUDENT}
-        assert "zeros" in {r.name for r in t.rows} and t.extra["figures"]
-        assert t.extra["items"] == {"samples_per_caption": 1}  # tiny: 120 clips x 5 captions = 600 items
+        assert "zeros" in {r.name for r in t.rows} and t.figures
+        assert t.items == Items(samples_per_caption=1)  # tiny: 120 clips x 5 captions = 600 items
         with pytest.raises(SystemExit) as e:  # what `python reproduce/tableN.py --help` runs
             cli(t, ["--help"])
         assert e.value.code == 0 and "--tier" in capsys.readouterr().out

@@ -174,7 +174,7 @@ def test_a_resource_no_node_has_is_an_error_not_a_hang(cluster, tmp_path):
     runner = _runner(tier, tmp_path, resource_wait_s=1.0)
     t0 = time.time()
     with pytest.raises(RuntimeError, match="no node of the Ray cluster could run a task"):
-        runner._score_all([r for r in TABLE.rows if r.source == "zeros"])
+        runner.score_all([r for r in TABLE.rows if r.source == "zeros"])
     assert time.time() - t0 < 60
 
 
@@ -251,7 +251,7 @@ def test_a_uri_store_gives_the_same_numbers_through_the_nodes_mirrors(cluster, c
     """file:// goes through pyarrow's filesystem as s3:// would: tasks write into their node's mirror
     and upload; the driver downloads what it reads."""
     runner = Runner(CPU_TIER, tmp_path / "cache", store=f"file://{tmp_path}/uri-store", log=lambda *a: None)
-    assert runner._uri_store()
+    assert runner.artifacts.mirrored
     res = runner.run(TABLE)
     assert _numbers(res) == calm.numbers
     fresh = open_store(runner.artifacts.uri, mirror=tmp_path / "fresh-mirror")  # what another machine sees

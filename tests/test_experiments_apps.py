@@ -13,7 +13,8 @@ from conftest import randomize_
 
 from soundctm.apps.intensity import CURVES, target_curve
 from soundctm.experiments import applications as A
-from soundctm.experiments.runner import GENERATION_CODE, Runner, generation_code
+from soundctm.experiments.artifacts import GENERATION_CODE, generation_code
+from soundctm.experiments.runner import Runner
 from soundctm.experiments.spec import Claim, Row, Run, Table
 from soundctm.experiments.tier import Components, Tier, Unit
 from soundctm.metrics import functional as Fm
@@ -70,7 +71,7 @@ def _table():
                     subject="guidance"),
               Claim("C8", "extension lowers LSD", "improves", "lsd", "lowpass", "bwe-2", subject="bwe-2"))
     return Table("apps", "apps", rows, metrics=("intensity-mse", "lsd", "clap"), claims=claims,
-                 extra={"figures": (A.intensity_figure, A.bwe_figure)})
+                 figures=(A.intensity_figure, A.bwe_figure))
 
 
 def _ideal_lowpass(x, cutoff):

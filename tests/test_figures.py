@@ -1,13 +1,14 @@
-"""The ν x ω declaration (reproduce/nu_omega.py) and the heatmap figure (experiments.figures): the grid's
-settings, runs and claims; the figure's CSV against the result's values and intervals, and its PNG."""
+"""The ν x ω declaration (soundctm/experiments/tables/nu_omega.py) and the heatmap figure (experiments.figures): the
+grid's settings, runs and claims; the figure's CSV against the result's values and intervals, and its PNG."""
 
 import csv
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from scripts import load_script
 
+import soundctm.experiments.tables.nu_omega as mod
+from soundctm.experiments import Items, get_table
 from soundctm.experiments.catalog import STUDENT
 from soundctm.experiments.figures import heatmap_figure
 from soundctm.experiments.spec import Table
@@ -15,10 +16,9 @@ from soundctm.experiments.stats import Dist
 
 
 def test_nu_omega_declaration():
-    mod = load_script("nu_omega")
     t = mod.TABLE
-    assert load_script("all").load_table("nu_omega") == t
-    assert t.extra["items"] == {"samples_per_caption": 1} and t.metrics == ("fd", "clap")
+    assert get_table("nu_omega") is t and len(t.figures) == 3
+    assert t.items == Items(samples_per_caption=1) and t.metrics == ("fd", "clap")
     rows = {r.name: r for r in t.rows}
     for (_, fig, steps), omegas in mod.GRIDS.items():
         for nu in (1.0, 3.0, 5.0):

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from scripts import load_script
 
 from soundctm.data.corpus import make_clip_spec, render_take
+from soundctm.experiments import get_table
 from soundctm.experiments import mushra as M
 from soundctm.experiments.listening import export_kit, kit_cli
 from soundctm.experiments.regression import committed_files
@@ -54,7 +54,7 @@ def kit(tmp_path_factory):
     torch.set_num_threads(1)  # small models on a shared CPU
     root = tmp_path_factory.mktemp("kit")
     runner = Runner(_small_tier(), root / "cache", store=root / "store", log=lambda *a: None)
-    t4 = load_script("table4").TABLE
+    t4 = get_table("4")
     manifest = export_kit(t4, runner, root / "kit", n_items=3, log=lambda *a: None)
     yield t4, runner, manifest, root
     torch.set_num_threads(threads)
@@ -133,7 +133,7 @@ def test_analysis_through_the_table_script_gives_known_means_intervals_and_verdi
     means = {M.REFERENCE: 95, M.ANCHOR: 15, "teacher": 62, "student-1": 60, "student-16": 80}
     kept = _ratings_csv(tmp_path / "mushra.csv", manifest, means, np.random.default_rng(3))
     out = tmp_path / "results"
-    rc = kit_cli(load_script("table4").TABLE, ["--analyze", str(tmp_path / "mushra.csv"), "--kit", str(root / "kit"),
+    rc = kit_cli(get_table("4"), ["--analyze", str(tmp_path / "mushra.csv"), "--kit", str(root / "kit"),
                                   "--out", str(out)])
     assert rc == 0
     rec = json.loads((out / "table4.json").read_text())
@@ -172,7 +172,7 @@ def test_a_claim_the_anchor_also_passes_is_broken(kit, tmp_path):
     means = {M.REFERENCE: 95, M.ANCHOR: 80, "teacher": 40, "student-1": 40, "student-16": 80}
     _ratings_csv(tmp_path / "mushra.csv", manifest, means, np.random.default_rng(4))
     out = tmp_path / "results"
-    assert kit_cli(load_script("table4").TABLE, ["--analyze", str(tmp_path / "mushra.csv"), "--kit", str(root / "kit"),
+    assert kit_cli(get_table("4"), ["--analyze", str(tmp_path / "mushra.csv"), "--kit", str(root / "kit"),
                                     "--out", str(out)]) == 0
     verdicts = {c["claim"]: c for c in json.loads((out / "table4.json").read_text())["claims"]}
     assert verdicts["(a-OVAL)"]["supported"] and verdicts["(a-OVAL)"]["broken"]
@@ -182,13 +182,13 @@ def test_a_claim_the_anchor_also_passes_is_broken(kit, tmp_path):
 def test_analysis_rejects_ratings_of_another_kit(kit, tmp_path, capsys):
     t4, runner, manifest, root = kit
     _ratings_csv(tmp_path / "mushra.csv", manifest, {M.REFERENCE: 95, "someone-else": 50}, np.random.default_rng(5))
-    rc = kit_cli(load_script("table4").TABLE, ["--analyze", str(tmp_path / "mushra.csv"), "--kit", str(root / "kit"),
+    rc = kit_cli(get_table("4"), ["--analyze", str(tmp_path / "mushra.csv"), "--kit", str(root / "kit"),
                                   "--out", str(tmp_path / "o")])
     assert rc == 2 and "someone-else" in capsys.readouterr().err
 
 
 def test_table9_declares_the_unet_students_and_lists_audiolcm_as_not_run():
-    t9 = load_script("table9").TABLE
+    t9 = get_table("9")
     assert [r.name for r in t9.runnable] == ["unet-student-1", "unet-student-4"]
     assert all(r.run.backbone == "unet" and r.omega == 3.5 and r.nu == 1.0 for r in t9.runnable)
     assert {r.name for r in t9.rows if r.not_run} == {"audiolcm-1", "audiolcm-4"}

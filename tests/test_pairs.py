@@ -4,6 +4,7 @@ configuration (3 test clips, random-weight tiny models, a micro VAE) with their 
 the decoded-zeros self-test, caching, the report; and the seeded gamma noise of stochastic rows."""
 
 import dataclasses
+import importlib
 import json
 import math
 import subprocess
@@ -15,13 +16,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import randomize_
-from scripts import REPRO, load_script
+from scripts import REPRO
 
 from soundctm.experiments import pairs as P
 from soundctm.experiments.generation import gamma_generators, row_grid
 from soundctm.experiments.runner import Runner, settings_hash
 from soundctm.experiments.spec import Claim, Row, Run, Table
 from soundctm.experiments.stats import Bootstrap
+from soundctm.experiments.tables import get_table
 from soundctm.experiments.tier import Components, Tier, Unit
 from soundctm.metrics.indomain import TinyClapEmbedder
 from soundctm.nn.text import TinyCLAP
@@ -282,7 +284,7 @@ def test_gamma_noise_is_seeded_per_item(tmp_path):
     exports = runner.exports(STUDENT)
     for i in range(len(unit)):
         model = load_export(exports[i % 2], "cpu")
-        cond, uncond = runner._conditioning(model, [caps[i]])
+        cond, uncond = runner.conditioning(model, [caps[i]])
         z_T = prior_noise([seeds[i]], tuple(model.latent_shape))
         g = [torch.Generator().manual_seed(derive_seed(seeds[i], "gamma-noise"))]
         want = sample(model, z_T, row_grid(G4), cond, uncond, omega=G4.omega, nu=G4.nu, gamma=0.5, generator=g)
@@ -313,8 +315,8 @@ def test_pair_declarations_are_validated():
 
 
 def test_table7_declares_the_papers_rows_claims_and_self_tests():
-    t = load_script("table7").TABLE
-    assert load_script("all").load_table("7") == t
+    t = get_table("7")
+    assert get_table("table7") is t and len(t.figures) == 1
     rows = {r.name: r for r in t.rows}
     for g in (0.0, 0.2, 0.5, 1.0):
         one, sixteen = rows[f"gamma-{g:g}"].pair
@@ -338,7 +340,7 @@ def test_table7_and_the_content_table_run_on_a_tiny_configuration(tmp_path):
     runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1, n_units=2,
                     samples_per_caption=1)
     for name in ("table7", "content"):
-        table = load_script(name).TABLE
+        table = get_table(name)
         out = tmp_path / "out"
         rec = run_table(table, Namespace(out=str(out), seed=0), runner)
         assert len(rec["claims"]) == len(table.claims) and all(v["self_test"] is not None for v in rec["claims"])
@@ -355,9 +357,9 @@ def test_table7_and_the_content_table_run_on_a_tiny_configuration(tmp_path):
 
 
 def test_content_declaration():
-    mod = load_script("content")
+    mod = importlib.import_module("soundctm.experiments.tables.content")
     t = mod.TABLE
-    assert load_script("all").load_table("content") == t
+    assert get_table("content") is t and len(t.figures) == 1
     rows = {r.name: r for r in t.rows}
     for m, (_, run, sampler, omega, nu) in mod.METHODS.items():
         for n in (2, 4, 16):
@@ -399,8 +401,8 @@ def test_table7_on_the_committed_tiny_models(tmp_path):
             return dataclasses.replace(r, pair=tuple(committed(p) for p in r.pair))
         return dataclasses.replace(r, run=one) if r.run is not None else r
 
-    t7 = load_script("table7").TABLE
-    table = dataclasses.replace(t7, rows=tuple(committed(r) for r in t7.rows), extra={})
+    t7 = get_table("7")
+    table = dataclasses.replace(t7, rows=tuple(committed(r) for r in t7.rows), figures=())
     tier = committed_tier()
     runner = Runner(tier, cache, store=tmp_path / "store", log=lambda *a: None, workers=1)
     res = runner.run(table)

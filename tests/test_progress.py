@@ -11,7 +11,7 @@ from test_pairs import S1, S4, _tier
 from soundctm.experiments import pairs as P
 from soundctm.experiments.progress import REUSED_S, Progress, fmt_seconds, training_keys
 from soundctm.experiments.runner import Runner, train_key
-from soundctm.experiments.spec import Row, Table
+from soundctm.experiments.spec import Items, Row, Table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,7 +61,7 @@ def test_runner_events_fresh_then_cached(tmp_path):
     runner = Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1)
     runner.events = lambda *e: events.append(e)
     planned = [runner.score_node(r) for r in runner.prepare_rows([table])]  # known before any training
-    assert not runner._exports and len(set(planned)) == 2
+    assert not runner.models.exports and len(set(planned)) == 2
     runner.prepare([table])
     runner.run(table)
     train = [e for e in events if e[0] == "train"]
@@ -89,10 +89,11 @@ def test_all_py_plans_runs_and_reports_progress(tmp_path, monkeypatch, capsys):
     tier = _tier(tmp_path)
     tables = {"a": Table("a", "a", (S1, Row("zeros", source="zeros")), metrics=("clap",)),
               "b": Table("b", "b", (P.pair_row("near", S1, S4),), metrics=("mel",),
-                         extra={"items": {"samples_per_caption": 1}})}
-    monkeypatch.setattr(all_py, "load_table", lambda k: tables[k])
-    monkeypatch.setattr(M, "make_runner", lambda args: Runner(tier, tmp_path / "cache", store=tmp_path / "store",
-                                                              log=lambda *a: None, workers=1))
+                         items=Items(samples_per_caption=1))}
+    monkeypatch.setattr(all_py, "get_table", lambda k: tables[k])
+    make = lambda args: Runner(tier, tmp_path / "cache", store=tmp_path / "store", log=lambda *a: None, workers=1)
+    monkeypatch.setattr(all_py, "make_runner", make)  # all.py imports it at module level
+    monkeypatch.setattr(M, "make_runner", make)
     out = tmp_path / "out"
     assert all_py.main(["--tables", "a,b", "--out", str(out), "--no-report"]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("[progress")]

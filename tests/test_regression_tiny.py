@@ -92,7 +92,7 @@ def test_rows_scored_as_ray_tasks_equal_the_in_process_path(tmp_path):
     for workers in (0, 2):
         runner = Runner(tier, CORPUS_CACHE, workers=workers, n_units=4, store=tmp_path / f"w{workers}",
                         log=lambda *a: None)
-        got[workers] = runner._score_all(rows)
+        got[workers] = runner.score_all(rows)
         assert all(runner.scores_path(r).exists() for r in rows)
     for r in rows:
         a, b = got[0][r.name], got[2][r.name]

@@ -1,17 +1,18 @@
-"""reproduce/table2.py: a short declaration over the runner that all.py loads unchanged, whose rows share the
-artifacts of the other 16 kHz tables and whose claims are anchored to the decoded-zeros self-test."""
+"""Table 2 (soundctm/experiments/tables/table2.py): a short declaration over the runner, whose rows share the
+artifacts of the other 16 kHz tables and whose claims are anchored to the decoded-zeros self-test; Table 8's."""
 
+from pathlib import Path
 
 import pytest
-from scripts import REPRO, load_script
 
-from soundctm.experiments import Table
+import soundctm.experiments.tables.table2 as table2
+from soundctm.experiments import Table, get_table
 
 
 def test_table2_declaration():
-    t2 = load_script("table2").TABLE
-    assert isinstance(t2, Table) and load_script("all").load_table("2") == t2
-    assert len((REPRO / "table2.py").read_text().splitlines()) <= 80
+    t2 = get_table("2")
+    assert isinstance(t2, Table) and t2 is table2.TABLE
+    assert len(Path(table2.__file__).read_text().splitlines()) <= 80
     rows = {r.name: r for r in t2.rows}
     assert {"teacher", "zeros", "vae-recon"} <= set(rows)
     for peer, objective in (("consistencytta", "cd"), ("audiolcm", "lcm")):
@@ -22,7 +23,7 @@ def test_table2_declaration():
     # the paper's omega, nu per SoundCTM row; the 1-step row is Table 1's d_teacher row (one shared artifact)
     assert [(rows[f"soundctm-{n}"].omega, rows[f"soundctm-{n}"].nu) for n in (1, 2, 4, 8, 16)] == [
         (3.5, 1.0), (3.5, 1.0), (3.5, 1.0), (3.0, 1.5), (3.0, 2.0)]
-    t1 = {r.name: r for r in load_script("table1").TABLE.rows}
+    t1 = {r.name: r for r in get_table("1").rows}
     assert rows["soundctm-1"].generation_settings() == t1["d_teacher-1"].generation_settings()
     assert rows["teacher"].generation_settings() == t1["teacher"].generation_settings()
     # C2 for both peers, SoundCTM improving with steps; every claim re-checked with decoded zeros as its subject
@@ -34,11 +35,11 @@ def test_table2_declaration():
 
 
 def test_table8_declaration_and_the_paper_architectures():
-    """Table 8 loads through all.py; its paper-tier stand-ins have the peers' published sizes."""
+    """Table 8 loads through the registry; its paper-tier stand-ins have the peers' published sizes."""
     from soundctm.experiments.speed import SpeedTable, paper_pipeline
 
-    t8 = load_script("table8").TABLE
-    assert isinstance(t8, SpeedTable) and load_script("all").load_table("8") == t8 and t8.steps == (1, 2, 4, 8)
+    t8 = get_table("8")
+    assert isinstance(t8, SpeedTable) and t8.steps == (1, 2, 4, 8)
     assert {s.name: (s.sampler, dict(s.run.options).get("objective", "ctm")) for s in t8.systems} == {
         "soundctm": ("ctm", "ctm"), "audiolcm": ("cm", "lcm"), "consistencytta": ("cm", "cd")}
     # the paper-size architectures have their published sizes (built on the meta device: nothing allocated)
@@ -59,7 +60,7 @@ def test_table8_runs_end_to_end_at_the_small_size(tmp_path, one_thread):
     from soundctm.experiments.speed import run_speed
     from soundctm.experiments.tier import PAPER
 
-    small = dataclasses.replace(load_script("table8").TABLE, small=True, warmup=1)
+    small = dataclasses.replace(get_table("8"), small=True, warmup=1)
     runner = Runner(PAPER, tmp_path / "cache", workers=1, log=lambda *a: None)
     rec = run_speed(small, Namespace(out=str(tmp_path / "out"), seed=0), runner, repeats=1, log=lambda *a: None)
     assert len(rec["rows"]) == 6 and {r["uncond_at_nu_1"] for r in rec["rows"]} == {"skipped", "evaluated"}

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from soundctm.data.latent_cache import file_checksum
+from soundctm.experiments import artifacts as K
+from soundctm.experiments import graph as GR
 from soundctm.experiments import runner as RN
 from soundctm.experiments.stats import ItemScores
 from soundctm.experiments.store import open_store
@@ -36,12 +38,12 @@ def test_when_the_runner_uses_ray(tmp_path, monkeypatch):
 
 def test_a_registered_tier_travels_by_name_any_other_by_value(tmp_path):
     r = RN.Runner(PAPER, tmp_path, log=lambda *a: None)
-    spec = r._task_spec()
+    spec = GR.task_spec(r)
     assert spec["tier"] == "paper"  # the worker evaluates PAPER itself (its device: cuda where a GPU is)
-    assert RN._worker_runner(spec).tier is PAPER
+    assert GR.worker_runner(spec).tier is PAPER
     custom = replace(TINY, n_units=3)
-    spec = RN.Runner(custom, tmp_path, log=lambda *a: None)._task_spec()
-    assert spec["tier"] is custom and RN._worker_runner(spec).tier is custom
+    spec = GR.task_spec(RN.Runner(custom, tmp_path, log=lambda *a: None))
+    assert spec["tier"] is custom and GR.worker_runner(spec).tier is custom
     assert spec["store"] == str((tmp_path / "tiny" / "artifacts").resolve())  # absolute: workers' cwd differs
     assert spec["cache"] == str(tmp_path.resolve())
 
@@ -63,13 +65,13 @@ def test_a_task_reads_a_model_from_where_it_was_made_else_from_the_store(tmp_pat
     export.write_bytes(b"weights" * 100)
     sha = file_checksum(export)
     with pytest.raises(FileNotFoundError, match=sha):
-        RN._local_model(store, sha, None)
-    store.put_file(RN._model_name(sha), export)
-    assert RN._local_model(store, sha, str(export)) == export  # readable and the same bytes: the original
-    assert RN._local_model(store, sha, None) == store.root / "models" / f"{sha}.safetensors"
+        GR.local_model(store, sha, None)
+    store.put_file(K.model_name(sha), export)
+    assert GR.local_model(store, sha, str(export)) == export  # readable and the same bytes: the original
+    assert GR.local_model(store, sha, None) == store.root / "models" / f"{sha}.safetensors"
     export.write_bytes(b"other bytes")  # the original changed (or is another node's path): the store's copy
-    assert RN._local_model(store, sha, str(export)) == store.root / "models" / f"{sha}.safetensors"
-    assert RN._local_model(store, sha, str(tmp_path / "nowhere")).read_bytes() == b"weights" * 100
+    assert GR.local_model(store, sha, str(export)) == store.root / "models" / f"{sha}.safetensors"
+    assert GR.local_model(store, sha, str(tmp_path / "nowhere")).read_bytes() == b"weights" * 100
 
 
 def test_the_scores_file_is_the_commit_point(tmp_path, monkeypatch):
@@ -83,37 +85,36 @@ def test_the_scores_file_is_the_commit_point(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez", dies)
     with pytest.raises(KeyboardInterrupt):
-        RN._save_scores(path, sc, {"row": "x"})
+        K.SCORES.save(path, sc, {"row": "x"})
     assert not path.exists() and json.loads(path.with_suffix(".json").read_text()) == {"row": "x"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores-x.json"]  # no temporary file left
     monkeypatch.setattr(np, "savez", real)
-    RN._save_scores(path, sc, {"row": "x"})
-    back = RN._load_scores(path)
+    K.SCORES.save(path, sc, {"row": "x"})
+    back = K.SCORES.load(path)
     assert np.array_equal(back.frames, sc.frames) and np.array_equal(back.clap, sc.clap)
 
 
 def test_the_runs_a_table_needs_include_those_it_times(tmp_path):
-    from scripts import load_script
-
     from soundctm.experiments.catalog import AUDIO_LCM, CONSISTENCY_TTA, STUDENT, TEACHER, UNET_TEACHER
+    from soundctm.experiments.tables import get_table
 
-    table8 = load_script("table8").TABLE
+    table8 = get_table("8")
     tiny = RN.Runner(TINY, tmp_path, log=lambda *a: None)
     # Table 8 scores no rows but times the tier's trained models: they (and their teachers) are trained
     # with every other table's runs, so that --workers trains them side by side
-    assert table8.rows == ()
+    assert table8.score_rows == () and table8.rows == ()
     assert tiny.table_runs([table8]) == {STUDENT, TEACHER, CONSISTENCY_TTA, AUDIO_LCM, UNET_TEACHER}
     assert RN.Runner(PAPER, tmp_path, log=lambda *a: None).table_runs([table8]) == set()  # random weights there
 
 
 def test_a_task_that_found_its_artifact_keeps_the_makers_record(tmp_path):
     store = open_store(tmp_path / "store")
-    made = RN._NodeLog(store, "train-x", "train").done(artifact="models/a.safetensors")
+    made = GR.NodeLog(store, "train-x", "train").done(artifact="models/a.safetensors")
     first = json.loads(store.read_text("nodes/train-x.json"))
     assert made["seconds"] == pytest.approx(first["seconds"]) and first["artifact"] == "models/a.safetensors"
-    RN._NodeLog(store, "train-x", "train").done(reused=True, artifact="models/a.safetensors")
+    GR.NodeLog(store, "train-x", "train").done(reused=True, artifact="models/a.safetensors")
     assert json.loads(store.read_text("nodes/train-x.json")) == first  # when the work was done, not found
-    RN._NodeLog(store, "train-y", "train").done(reused=True)  # found, but no maker's record: this one
+    GR.NodeLog(store, "train-y", "train").done(reused=True)  # found, but no maker's record: this one
     assert json.loads(store.read_text("nodes/train-y.json"))["key"] == "train-y"
-    RN._NodeLog(store, "train-x", "train").done()  # made again (e.g. a retry): the new record
+    GR.NodeLog(store, "train-x", "train").done()  # made again (e.g. a retry): the new record
     assert json.loads(store.read_text("nodes/train-x.json"))["start"] > first["start"]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from soundctm.io import sha256_file
+from soundctm.io import settings_hash, sha256_file
 
 CACHE_FORMAT_VERSION = 1
 
@@ -62,7 +62,7 @@ def latent_cache_key(*, corpus_id: str, vae_checksum: str, sample_rate: int, cli
         "clip_samples": int(clip_samples),
         "format_version": CACHE_FORMAT_VERSION,
     }
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_hash(settings)
 
 
 def latent_cache_dir(

@@ -115,7 +115,7 @@ def app_latents(runner, row: Row, model, part: list[int], z_T: torch.Tensor, con
             return guided_sample(model, z_T, grid, cond, uncond, decode=decode, feature=feature, target=target,
                                  eta=float(o["eta"]), omega=row.omega, nu=row.nu, gamma=row.gamma,
                                  generator=_gamma_generators(seeds))
-        key = json.dumps([runner._base_settings(), model_id, list(part), row.omega, o, feature.settings()],
+        key = json.dumps([runner.base_settings(), model_id, list(part), row.omega, o, feature.settings()],
                          sort_keys=True, default=str)
         if key not in _MEMO:
             if len(_MEMO) > 256:

@@ -1,4 +1,4 @@
-"""Figures of a table (`Table.extra["figures"]`: functions (runner, result, out_dir) -> path of a PNG):
+"""Figures of a table (`Table.figures`: functions (runner, result, out_dir) -> path of a PNG):
 
     spectrogram_figure  the same items (same z_T and caption) under several rows, as the paper's Figs. 3, 4,
                         7 and 13: one line per (label, rows) and item, one panel per row;
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from soundctm.apps.plots import MissingPlotting, log_spectrogram
-from soundctm.experiments.pairs import item_audio
+from soundctm.experiments.sources import item_audio
 from soundctm.experiments.spec import Row
 from soundctm.experiments.stats import LOWER_IS_BETTER
 

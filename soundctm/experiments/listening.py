@@ -33,6 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import soundfile as sf
@@ -41,7 +42,7 @@ import torch
 from soundctm.experiments import mushra as M
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.main import make_runner, parser
-from soundctm.experiments.spec import Row
+from soundctm.experiments.spec import Items, Row, Run
 from soundctm.experiments.tier import get_tier
 from soundctm.io import atomic_write, write_json, write_text
 from soundctm.nn.text import Conditioner
@@ -82,6 +83,9 @@ class KitClaim:
 
 @dataclass(frozen=True)
 class ListeningTest:
+    """A listening test (`spec.Experiment`): the systems to rate, the paper's ratings and the claims; it exports a
+    webMUSHRA kit (`export_kit`) and decides the claims on the ratings (`analyze_kit`)."""
+
     name: str
     title: str
     rows: tuple[Row, ...]  # the rated systems (paper=OVAL/REL numbers); not_run rows are listed only
@@ -93,7 +97,7 @@ class ListeningTest:
     paper_raters: int | None = None
     anchor_hz: float = 3500.0
     target_lufs: float = M.TARGET_LUFS
-    kind: str = KIND
+    items: ClassVar[Items | None] = None  # no item set of its own: the runner's (its `n_items` are drawn from them)
 
     def __post_init__(self):
         names = [r.name for r in self.rows]
@@ -111,8 +115,17 @@ class ListeningTest:
         if len(self.runnable) + 2 > 12:
             raise ValueError(f"{self.name}: webMUSHRA allows at most 12 conditions per trial")
 
-    def run(self, args, runner=None) -> dict:
-        """What `experiments.main.run_table` (and so `reproduce/all.py`) calls: export the kit."""
+    @property
+    def score_rows(self) -> tuple[Row, ...]:
+        """What `Runner.prepare` scores for it: its rows (the rated systems; not-run rows are skipped)."""
+        return self.rows
+
+    def model_runs(self, tier=None) -> tuple[Run, ...]:
+        """The runs its systems sample, on any tier."""
+        return tuple(dict.fromkeys(run for r in self.rows for run in r.runs()))
+
+    def execute(self, args, runner=None) -> dict:
+        """Export the kit and write the result table (`run_kit`)."""
         return run_kit(self, args, runner)
 
     @property

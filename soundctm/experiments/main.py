@@ -1,4 +1,5 @@
-"""`cli(table, argv)`: the command line every `reproduce/tableN.py` shares."""
+"""`cli(table, argv)`: the command line every `reproduce/tableN.py` shares; `run_table`: run any experiment
+(`spec.Experiment`: its `execute`); `run_scored`: what a scored `Table` executes."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import torch
 from soundctm.apps.plots import MissingPlotting
 from soundctm.experiments.report import to_markdown, write_result
 from soundctm.experiments.runner import Runner
-from soundctm.experiments.spec import Table
+from soundctm.experiments.spec import Experiment, Table, set_table_executor
 from soundctm.experiments.tier import get_tier
 from soundctm.paths import MissingAssetsError
 
-__all__ = ["parser", "cli", "run_table", "make_runner", "items_runner"]
+__all__ = ["parser", "cli", "run_table", "run_scored", "make_runner", "items_runner"]
 
 
 def parser(description: str | None = None) -> argparse.ArgumentParser:
@@ -50,14 +51,14 @@ def make_runner(args) -> Runner:
                   max_retries=args.max_retries)
 
 
-def items_runner(table: Table, args, runner: Runner) -> Runner:
-    """The runner for `table`: `runner`, or, for a table that declares its own item count
-    (`Table.extra["items"]`, e.g. {"samples_per_caption": 1} for a grid of many rows), the same runner on
-    those items, unless the command line gives --units or --samples-per-caption."""
-    items = getattr(table, "extra", {}).get("items")
-    if not items or getattr(args, "units", None) is not None or getattr(args, "samples_per_caption", None):
+def items_runner(table: Experiment, args, runner: Runner) -> Runner:
+    """The runner for `table`: `runner`, or, for a table that declares its own item set (`Table.items`, e.g.
+    `Items(samples_per_caption=1)` for a grid of many rows), the same runner on those items, unless the command
+    line gives --units or --samples-per-caption."""
+    items = table.items
+    if items is None or getattr(args, "units", None) is not None or getattr(args, "samples_per_caption", None):
         return runner
-    return runner.with_items(**items)
+    return runner.with_items(n_units=items.n_units, samples_per_caption=items.samples_per_caption)
 
 
 def component_checksums(identity: dict) -> dict[str, str]:
@@ -66,12 +67,9 @@ def component_checksums(identity: dict) -> dict[str, str]:
     return {k: v for k, v in identity.items() if isinstance(v, str)}
 
 
-def run_table(table: Table, args, runner: Runner | None = None) -> dict:
-    """Run `table` (with `runner`, shared between tables, or a new one) and write its files. A
-    listening test (Tables 4, 9) exports its kit instead (`experiments.listening.run_kit`), a speed table
-    (Table 8) times its systems (`experiments.speed.run_speed`)."""
-    if getattr(table, "kind", None) in ("listening-test", "speed"):
-        return table.run(args, runner)
+def run_scored(table: Table, args, runner: Runner | None = None) -> dict:
+    """Score `table` (with `runner`, shared between tables, or a new one; on the table's own item set) and write
+    its files and figures: what `Table.execute` runs."""
     runner = items_runner(table, args, runner or make_runner(args))
     tier = runner.tier
     res = runner.run(table)
@@ -82,7 +80,7 @@ def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     print()
     print(to_markdown(res, rec["meta"]))
     print(f"[{table.name}] wrote {out}/{table.name}.{{csv,md,json}} in {res.wall_seconds:.0f} s")
-    for figure in table.extra.get("figures", ()):  # a table's PNG figures: figure(runner, result, out) -> path
+    for figure in table.figures:  # a table's PNG figures: figure(runner, result, out) -> path
         try:
             print(f"[{table.name}] wrote {figure(runner, res, out)}")
         except MissingPlotting as e:
@@ -90,7 +88,17 @@ def run_table(table: Table, args, runner: Runner | None = None) -> dict:
     return rec
 
 
-def cli(table: Table, argv=None) -> int:
+set_table_executor(run_scored)
+
+
+def run_table(table: Experiment, args, runner: Runner | None = None) -> dict:
+    """Run `table` (with `runner`, shared between tables, or a new one) and write its files: `table.execute`, i.e.
+    a table's scores (`run_scored`), a listening test's kit (Tables 4, 9: `experiments.listening.run_kit`), a
+    speed table's timings (Table 8: `experiments.speed.run_speed`)."""
+    return table.execute(args, runner)
+
+
+def cli(table: Experiment, argv=None) -> int:
     args = parser(table.description or table.title).parse_args(argv)
     try:
         run_table(table, args)

@@ -42,8 +42,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +50,9 @@ import numpy as np
 import torch
 
 from soundctm.audio import log_mel, resample
-from soundctm.experiments import applications as A
+from soundctm.experiments.artifacts import ARRAY, cached, settings_hash
+from soundctm.experiments.context import ItemContext
+from soundctm.experiments.sources import item_audio
 from soundctm.experiments.spec import Row
 from soundctm.experiments.stats import Bootstrap, Dist, item_mean_dist
 from soundctm.metrics import functional as Fm
@@ -60,7 +60,7 @@ from soundctm.metrics.indomain import TinyClapEmbedder
 
 __all__ = ["PAIR_METRICS", "CHUNK", "MEL_WINDOWS", "MEL_BINS", "PairDist", "pair_row", "trivial_pair",
            "mel_distance", "TinyClapStages", "LaionClapStages", "lpaps_network", "column", "pair_values",
-           "pair_dists", "item_audio"]
+           "pair_dists"]
 
 PAIR_METRICS = {"lpaps": "CLAP-LPAPS", "mel": "mel distance"}
 CHUNK = 32  # items decoded and compared at once
@@ -172,45 +172,6 @@ def column(comp, metric: str) -> str:
     return PAIR_METRICS[metric]
 
 
-# ----------------------------------------------------------------------------------------------- audio
-class _Audio:
-    """Audio of one row's items, `CHUNK` at a time (a sampler row's latents loaded once, decoded per chunk)."""
-
-    def __init__(self, runner, row: Row):
-        self.runner, self.row = runner, row
-        self._z = runner.latents(row) if row.source == "sampler" else None
-        self._all = None
-
-    @torch.no_grad()
-    def __call__(self, idx: list[int]) -> list[np.ndarray]:
-        runner, row = self.runner, self.row
-        if row.source == "sampler":
-            wavs = runner._decode(self._z[idx])
-            return A.app_audio(runner, row, wavs, idx) if A.is_app(row) else wavs
-        if row.source == "zeros":
-            if self._all is None:
-                c, t = runner.latent_shape()
-                self._all = runner._decode(torch.zeros(1, c, t, device=runner.tier.device))[0]
-            return [self._all] * len(idx)
-        if row.source in ("real-other", "vae-recon"):
-            if self._all is None:
-                self._all = runner._real_takes()
-            takes = [self._all[i] for i in idx]
-            if row.source == "real-other":
-                return takes
-            vae, dev = runner.comp.vae, runner.tier.device
-            x = torch.from_numpy(np.stack(takes))[:, None].to(dev)
-            return runner._decode(vae.encode(x))
-        if self._all is None:  # noise, lowpass, shuffled-captions: the runner's own audio of every item
-            self._all = runner.audio(row)[0]
-        return [self._all[i] for i in idx]
-
-
-def item_audio(runner, row: Row, idx: list[int]) -> list[np.ndarray]:
-    """The audio of `row`'s items `idx` (as `Runner.audio` gives it, without decoding every item)."""
-    return _Audio(runner, row)(list(idx))
-
-
 # ----------------------------------------------------------------------------------------------- values
 @functools.cache
 def _code() -> str:
@@ -218,36 +179,31 @@ def _code() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 
-def _hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _key(runner, row: Row, metric: str, net_settings: dict) -> dict:
+def _key(ctx: ItemContext, row: Row, metric: str, net_settings: dict) -> dict:
     a, b = row.pair
-    return {"pair": [runner._scores_settings(a), runner._scores_settings(b)], "metric": metric,
+    return {"pair": [ctx.scores_settings(a), ctx.scores_settings(b)], "metric": metric,
             "network": net_settings, "code": _code()}
 
 
-def pair_values(runner, row: Row, metrics) -> dict[str, np.ndarray]:
+def pair_values(ctx: ItemContext, row: Row, metrics) -> dict[str, np.ndarray]:
     """Per-item distances [N] of pair row `row` for each of `metrics` (cached in the artifact store)."""
     unknown = sorted(set(metrics) - set(PAIR_METRICS))
     if unknown:
         raise ValueError(f"unknown pair metrics {unknown}; expected {sorted(PAIR_METRICS)}")
-    comp = runner.comp
+    comp, store = ctx.comp, ctx.artifacts
     nets = {m: (lpaps_network(comp) if m == "lpaps" else None) for m in metrics}
-    keys = {m: _key(runner, row, m, nets[m].settings() if nets[m] else {}) for m in metrics}
-    paths = {m: runner.store / f"pair-{m}-{_hash(keys[m])}.npy" for m in metrics}
-    out = {m: np.load(p) for m, p in paths.items() if p.exists()}
+    keys = {m: _key(ctx, row, m, nets[m].settings() if nets[m] else {}) for m in metrics}
+    names = {m: f"pair-{m}-{settings_hash(keys[m])}.npy" for m in metrics}
+    out = {m: ARRAY.load(p) for m, name in names.items() if (p := store.fetch(name)) is not None}
     todo = [m for m in metrics if m not in out]
     if not todo:
         return out
-    n = len(runner.items()[0])
-    a, b = (_Audio(runner, r) for r in row.pair)
+    n = len(ctx.items()[0])
     vals = {m: np.empty(n, np.float64) for m in todo}
     t0 = time.time()
     for s in range(0, n, CHUNK):
         idx = list(range(s, min(n, s + CHUNK)))
-        wa, wb = a(idx), b(idx)
+        wa, wb = (item_audio(ctx, r, idx) for r in row.pair)
         n_common = min(len(w) for w in wa + wb)  # (a decoder may give a few samples more than a real clip)
         wa, wb = [w[:n_common] for w in wa], [w[:n_common] for w in wb]
         for m in todo:
@@ -256,24 +212,20 @@ def pair_values(runner, row: Row, metrics) -> dict[str, np.ndarray]:
             else:
                 d = Fm.lpaps(nets[m](wa, comp.sample_rate), nets[m](wb, comp.sample_rate))
             vals[m][idx] = d.double().numpy()
-    for m in todo:
-        paths[m].parent.mkdir(parents=True, exist_ok=True)
-        tmp = paths[m].with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, vals[m])
-        os.replace(tmp, paths[m])
-        out[m] = vals[m]
-    runner.log(f"[runner]   {row.name}: {', '.join(todo)} of {n} item pairs ({time.time() - t0:.0f} s)")
+    for m in todo:  # (computed together: each file through the store as `artifacts.cached` writes it)
+        out[m] = cached(store, names[m], lambda m=m: vals[m], ARRAY, keys[m])
+    ctx.log(f"[runner]   {row.name}: {', '.join(todo)} of {n} item pairs ({time.time() - t0:.0f} s)")
     return out
 
 
-def pair_dists(runner, row: Row, metrics, boot: Bootstrap) -> dict[str, PairDist]:
+def pair_dists(ctx: ItemContext, row: Row, metrics, boot: Bootstrap) -> dict[str, PairDist]:
     """The pair metrics among `metrics` of pair row `row`: mean over items, bootstrap over test clips, std."""
     ms = [m for m in metrics if m in PAIR_METRICS]
     if not ms:
         return {}
-    unit = runner.items()[0]
+    unit = ctx.items()[0]
     out = {}
-    for m, v in pair_values(runner, row, ms).items():
+    for m, v in pair_values(ctx, row, ms).items():
         d = item_mean_dist(v, unit, boot)
         out[m] = PairDist(**{f.name: getattr(d, f.name) for f in dataclasses.fields(d)},
                           std=float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import time
 
-from soundctm.experiments.runner import table_runs, train_key
+from soundctm.experiments.artifacts import train_key
+from soundctm.experiments.graph import table_runs
 
 __all__ = ["Progress", "KINDS", "REUSED_S", "fmt_seconds", "training_keys"]
 

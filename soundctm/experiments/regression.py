@@ -28,9 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from soundctm.data.corpus import tiny_corpus
+from soundctm.experiments.artifacts import file_sha
 from soundctm.experiments.catalog import TEACHER, reference_rows, student_row, teacher_row
 from soundctm.experiments.claims import check
-from soundctm.experiments.runner import Runner, file_sha
+from soundctm.experiments.runner import Runner
 from soundctm.experiments.spec import Claim, Run, Table
 from soundctm.experiments.stats import Bootstrap, metric_dists
 from soundctm.experiments.tier import TINY, Tier, pinned_threads, tiny_components

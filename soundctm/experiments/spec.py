@@ -1,17 +1,22 @@
 """What a table is, as data: runs (what to build), rows (how to sample or apply a run), claims
 (predicates over rows' metric intervals, each with its margin and its trivial-baseline self-test)
-and the table itself (rows, metric columns, the paper's numbers, claims).
+and the table itself (rows, metric columns, the paper's numbers, claims, its own item set and figures).
 
 Every object is a frozen dataclass whose `settings()` is a plain dict; the runner hashes those
 dicts to name the cached artifacts, so two tables that declare the same run or row share them.
+
+`Experiment` is what every reproduced experiment is to the command line and `reproduce/all.py`: a scored
+`Table`, a speed table (`experiments.speed.SpeedTable`) or a listening test (`experiments.listening.ListeningTest`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Run", "Row", "Claim", "Table", "SOURCES", "SAMPLERS", "frozen_options"]
+__all__ = ["Run", "Row", "Claim", "Items", "Table", "Experiment", "SOURCES", "SAMPLERS", "frozen_options",
+           "set_table_executor"]
 
 # Where a row's audio comes from. "sampler": a trained run sampled with `sampler`; the others are
 # the instrument's reference rows (no model): VAE reconstructions of held-out real takes, the real
@@ -217,9 +222,60 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Items:
+    """A table's own item set (`experiments.main.items_runner`, `Runner.with_items`): the first `n_units` test
+    clips, `samples_per_caption` samples per caption; None keeps the runner's (the tier's or the command
+    line's). E.g. `Items(samples_per_caption=1)` for a grid of many rows."""
+
+    n_units: int | None = None
+    samples_per_caption: int | None = None
+
+
+@runtime_checkable
+class Experiment(Protocol):
+    """A reproduced experiment, as `experiments.main.run_table` and `reproduce/all.py` run it: a scored `Table`, a
+    speed table (`experiments.speed.SpeedTable`) or a listening test (`experiments.listening.ListeningTest`).
+
+    `name` names its result files (results/<tier>/<name>.json, ...); `items` is its own item set (None: the
+    runner's); `score_rows` are the rows `Runner.prepare` scores for it (a speed table: none, it times its
+    models); `model_runs(tier)` the runs it needs trained on `tier` (their teachers are added by
+    `runner.table_runs`); `execute(args, runner)` runs it with the shared command line's `args`
+    (`experiments.main.parser`) on `runner` (None: a new one), writes its files and returns the result record.
+    """
+
+    name: str
+    title: str
+    description: str
+    items: Items | None
+
+    @property
+    def score_rows(self) -> tuple[Row, ...]: ...
+
+    def model_runs(self, tier) -> tuple[Run, ...]: ...
+
+    def execute(self, args, runner=None) -> dict: ...
+
+
+# What `Table.execute` runs: `experiments.main.run_scored` (score the rows on the runner, write the files, draw
+# the figures). This module imports nothing of the package, so main, above it, hands its executor down
+# (`set_table_executor`) when it is imported, which importing any module of soundctm.experiments does.
+_TABLE_EXECUTOR: list[Callable[..., dict]] = []
+
+
+def set_table_executor(fn: Callable[..., dict]) -> Callable[..., dict]:
+    """Make `fn(table, args, runner)` what `Table.execute` runs (`experiments.main.run_scored`)."""
+    _TABLE_EXECUTOR[:] = [fn]
+    return fn
+
+
+@dataclass(frozen=True)
 class Table:
     """A table: rows, metric families (default "fd", "kid", "kl", "clap" and "fidelity", the teacher-ODE error of
-    every sampler row, `soundctm.experiments.runner.fidelity_reference`), the paper's columns, claims."""
+    every sampler row, `soundctm.experiments.runner.fidelity_reference`), the paper's columns, claims.
+
+    `items`: the table's own item set (None: the runner's); `figures`: functions (runner, result, out_dir) ->
+    path of a PNG (`experiments.figures`, `experiments.applications`), drawn after the table is written. Neither
+    is part of the table's identity (equality, hash): they do not change what is scored."""
 
     name: str
     title: str
@@ -228,9 +284,13 @@ class Table:
     paper_columns: tuple[str, ...] = ()
     claims: tuple[Claim, ...] = ()
     description: str = ""
-    extra: dict = field(default_factory=dict, hash=False, compare=False)
+    items: Items | None = field(default=None, hash=False, compare=False)
+    figures: tuple[Callable, ...] = field(default=(), hash=False, compare=False)
 
     def __post_init__(self):
+        if isinstance(self.items, dict):
+            object.__setattr__(self, "items", Items(**self.items))
+        object.__setattr__(self, "figures", tuple(self.figures))
         names = [r.name for r in self.rows]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
@@ -239,6 +299,22 @@ class Table:
             for r in {c.a, c.b, c.trivial} | ({"vae-recon"} if c.kind in ("close", "comparable") else set()):
                 if r not in names:
                     raise ValueError(f"table {self.name}: claim {c.id} names row {r!r}, which the table lacks")
+
+    @property
+    def score_rows(self) -> tuple[Row, ...]:
+        """What `Runner.prepare` scores for this table: its rows."""
+        return self.rows
+
+    def model_runs(self, tier=None) -> tuple[Run, ...]:
+        """The runs its rows sample (a pair row: its two rows'), on any tier."""
+        return tuple(dict.fromkeys(run for r in self.rows for run in r.runs()))
+
+    def execute(self, args, runner=None) -> dict:
+        """Score the table on `runner` (its own item set, unless `args` gives one) and write
+        results/<tier>/<name>.{csv,md,json} and its figures (`experiments.main.run_scored`)."""
+        if not _TABLE_EXECUTOR:  # never: importing this module imports the package, hence main
+            raise RuntimeError("no table executor: soundctm.experiments.main was not imported")
+        return _TABLE_EXECUTOR[0](self, args, runner)
 
     def row(self, name: str) -> Row:
         for r in self.rows:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pandas as pd
 import torch
@@ -34,7 +35,7 @@ from soundctm.experiments import gpubench
 from soundctm.experiments.claims import check
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.main import make_runner
-from soundctm.experiments.spec import Claim, Row, Run
+from soundctm.experiments.spec import Claim, Items, Row, Run
 from soundctm.experiments.timing import time_call
 from soundctm.io import write_json, write_text
 from soundctm.nn.dit import DiT, DiTConfig
@@ -66,6 +67,8 @@ class SpeedSystem:
 
 @dataclass(frozen=True)
 class SpeedTable:
+    """A speed table (`spec.Experiment`): `systems` timed end to end at each of `steps`, nothing scored."""
+
     name: str
     title: str
     systems: tuple[SpeedSystem, ...]
@@ -75,20 +78,26 @@ class SpeedTable:
     paper_device: str = ""
     warmup: int = 2
     small: bool = False  # the paper tier's architectures at the small test size (`paper_pipeline`)
-    kind: str = KIND
+    items: ClassVar[Items | None] = None  # no item set: the caption `CAPTION`, batch 1
 
     @property
-    def rows(self) -> tuple:  # nothing for `Runner.prepare` to score: the models are timed, not scored
+    def score_rows(self) -> tuple[Row, ...]:
+        """Nothing for `Runner.prepare` to score: the models are timed, not scored."""
         return ()
 
-    def model_runs(self, tier) -> tuple:
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        """Nothing scored (`score_rows`); what `runner.table_runs` and `Runner.prepare_rows` read."""
+        return ()
+
+    def model_runs(self, tier) -> tuple[Run, ...]:
         """The runs this table times on `tier` (`Runner.table_runs`: trained with the other tables' runs, in
         parallel with --workers): the tier's trained models; none where the tier times the paper-size
         architectures with random weights (`Tier.speed_models`)."""
         return () if _paper_archs(tier) else tuple(s.run for s in self.systems)
 
-    def run(self, args, runner=None) -> dict:
-        """What `experiments.main.run_table` (and so `reproduce/all.py`) calls."""
+    def execute(self, args, runner=None) -> dict:
+        """Time every system and write the table's files (`run_speed`)."""
         return run_speed(self, args, runner)
 
 

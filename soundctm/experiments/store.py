@@ -70,6 +70,22 @@ class Store:
         """Publish `local_dir / name` (written by this process) to the store."""
         self.put_file(name, self.local_dir / name)
 
+    @property
+    def mirrored(self) -> bool:
+        """A URI store, read and written through its local mirror folder (`local_dir`), not a folder."""
+        return self.uri != str(self.local_dir)
+
+    def record(self, name: str) -> None:
+        """`local_dir / name` was written by this process (`artifacts.cached`): publish it and remember it,
+        in the order written (`written`)."""
+        self.push(name)
+        self.__dict__.setdefault("_written", []).append(name)
+
+    @property
+    def written(self) -> list[str]:
+        """The names this process wrote through `record`, in the order written."""
+        return self.__dict__.setdefault("_written", [])
+
     def write_text(self, name: str, text: str) -> None:
         raise NotImplementedError
 

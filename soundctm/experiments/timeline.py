@@ -1,5 +1,5 @@
 """Where a run's time went: the task records of an artifact store (`nodes/<key>.json`, one per Ray task that
-made an artifact: kind, start, end; `runner._NodeLog`) as a summary and a Gantt chart.
+made an artifact: kind, start, end; `graph.NodeLog`) as a summary and a Gantt chart.
 
     summary = summarise(read_records(store, since=t0), workers=2)
     print(format_summary(summary)); gantt(records, "timeline.png")

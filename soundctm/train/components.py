@@ -17,7 +17,6 @@ Library use: `get_tiny_components(cache=None) -> (CorpusInfo, AudioAutoencoder, 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -32,7 +31,7 @@ import torch
 
 from soundctm.cmdline import Parser, nonnegative_int, out_file, positive_int, run
 from soundctm.data.corpus import caption_vocabulary, tiny_corpus
-from soundctm.io import file_lock, load_safetensors, write_json
+from soundctm.io import file_lock, load_safetensors, settings_hash, write_json
 from soundctm.nn.text import TinyAudioConfig, TinyCLAP, TinyTextConfig, build_vocabulary, normalise_caption
 from soundctm.nn.vae import AudioAutoencoder, VAEConfig, vae_config
 from soundctm.paths import committed_tiny_dir, results_root, tiny_components_dir
@@ -98,8 +97,7 @@ class TinyComponentsConfig:
         )
 
 
-def _key(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+_key = settings_hash
 
 
 components_dir = tiny_components_dir  # `<cache>/tiny/components`

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 
-from soundctm.io import load_safetensors, save_safetensors, write_json
+from soundctm.io import load_safetensors, save_safetensors, settings_hash, write_json
 from soundctm.paths import cache_dir
 
 __all__ = ["TargetBank", "bank_key", "bank_root", "numerics_id", "solve_fingerprint", "solver_name",
@@ -112,7 +111,7 @@ def bank_key(cfg, *, teacher: str, data_info: dict, solver: str, numerics: str) 
         "solver": solver,
         "numerics": numerics,
     }
-    digest = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    digest = settings_hash(desc)
     return f"{cfg.preset}-{digest}", desc
 
 

@@ -6,13 +6,11 @@ changes the trained weights; an interrupted run resumes from its last checkpoint
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from pathlib import Path
 
 from soundctm.data.latent_cache import file_checksum
-from soundctm.io import file_lock
+from soundctm.io import file_lock, settings_hash
 from soundctm.paths import cache_dir
 from soundctm.train.components import TinyComponentsConfig
 from soundctm.train.config import BOOKKEEPING, KEY_OMIT_IF_DEFAULT, TrainConfig, resolve_config
@@ -36,7 +34,7 @@ def run_key(cfg: TrainConfig, extra: dict | None = None) -> str:
     for k in KEY_OMIT_IF_DEFAULT:
         if k in d and d[k] == getattr(defaults, k):
             del d[k]
-    return hashlib.sha256(json.dumps([d, extra or {}], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return settings_hash([d, extra or {}], 12)
 
 
 def _components_key(cache) -> dict:
