@@ -27,7 +27,6 @@ discriminate).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -44,7 +43,7 @@ from soundctm.experiments.generation import sample_row
 from soundctm.experiments.main import make_runner, parser
 from soundctm.experiments.spec import Items, Row, Run
 from soundctm.experiments.tier import get_tier
-from soundctm.io import atomic_write, write_json, write_text
+from soundctm.io import atomic_write, settings_hash, sha256_file, write_json, write_text
 from soundctm.nn.text import Conditioner
 from soundctm.paths import MissingAssetsError
 from soundctm.provenance import provenance
@@ -183,16 +182,6 @@ def render_row(runner, row: Row, items: list[Item]) -> list[np.ndarray]:
     return out
 
 
-def _sha(path: Path) -> str:
-    h = hashlib.sha256()
-    h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def _fingerprint(files: dict[str, str]) -> str:
-    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _write_wav(path: Path, wav: np.ndarray, sr: int) -> None:
     atomic_write(path, lambda tmp: sf.write(tmp, np.clip(wav, -1.0, 1.0), sr, subtype="PCM_16", format="WAV"))
 
@@ -225,7 +214,7 @@ def export_kit(test: ListeningTest, runner, out_dir: str | Path, *, n_items: int
     for key, wav in flat.items():
         rel = f"{rel_audio}/{key}.wav"
         _write_wav(out / rel, M.apply_gain(wav, plan.gains_db[key]), sr)
-        files[rel] = _sha(out / rel)
+        files[rel] = sha256_file(out / rel)
     trials = [{"id": it.trial, "caption": it.caption, "reference": f"{rel_audio}/{it.trial}/{M.REFERENCE}.wav",
                "stimuli": {k: f"{rel_audio}/{it.trial}/{k}.wav" for k in stimuli[it.trial] if k != M.REFERENCE}}
               for it in items]
@@ -239,7 +228,7 @@ def export_kit(test: ListeningTest, runner, out_dir: str | Path, *, n_items: int
     cfg = M.webmushra_yaml(f"soundctm_{test.name}", test.title, trials,
                            {c: CRITERIA_TEXT[c] for c in test.criteria}, intro, header)
     write_text(out / "configs" / f"{test.name}.yaml", cfg)
-    files[f"configs/{test.name}.yaml"] = _sha(out / "configs" / f"{test.name}.yaml")
+    files[f"configs/{test.name}.yaml"] = sha256_file(out / "configs" / f"{test.name}.yaml")
     manifest = {
         "format": MANIFEST, "version": 1, "test": test.name, "title": test.title, "tier": runner.tier.name,
         "sample_rate": sr, "criteria": list(test.criteria), "config": f"configs/{test.name}.yaml",
@@ -249,7 +238,7 @@ def export_kit(test: ListeningTest, runner, out_dir: str | Path, *, n_items: int
                    "cutoff_hz": test.anchor_hz,
                    "filter": "linear-phase FIR, Kaiser window (beta 8), 32 ms, delay-compensated"},
         "systems": [_row_record(r, models.get(r.name)) for r in test.rows],
-        "loudness": plan.to_dict(), "files": files, "fingerprint": _fingerprint(files),
+        "loudness": plan.to_dict(), "files": files, "fingerprint": settings_hash(files),
         "provenance": provenance(tier=runner.tier.name, table=test.name, wall_seconds=time.time() - t0,
                                  seed=runner.seed),
     }
