@@ -88,7 +88,11 @@ def main(argv=None) -> int:
         return 0
     teacher = committed_tiny_dir() / "teacher-tiny-dit.safetensors"
     root = cache_dir() / "tiny" / "recipe"
-    done = json.loads(out.read_text())["variants"] if out.exists() else {}
+    old = json.loads(out.read_text()) if out.exists() else {"meta": {}, "variants": {}}
+    done = old["variants"]
+    for v in done.values():  # a variant keeps the commit and time it was measured at
+        v.setdefault("measured", {k: old["meta"].get(k) for k in ("git_commit", "time")})
+    here = provenance()
     for name in names:
         steps = LONG[name][1] if name in LONG else args.steps
         cfg = tiny_student_config(teacher, "tiny-dit", steps=steps, checkpoint_every=args.checkpoint_every,
@@ -102,7 +106,8 @@ def main(argv=None) -> int:
         else:
             summary = run_training(cfg, rd, progress=False, log=lambda *a, **k: None)
         done[name] = {"settings": variants[name], "steps": steps, "run_dir": rd.name,
-                      "train_seconds": summary.get("train_seconds"), "fidelity_curve": summary["fidelity_curve"]}
+                      "train_seconds": summary.get("train_seconds"), "fidelity_curve": summary["fidelity_curve"],
+                      "measured": {k: here.get(k) for k in ("git_commit", "time")}}
         last = summary["fidelity_curve"][-1]
         print(f"{name:32s} {time.perf_counter() - t0:7.0f} s  " + json.dumps(_brief(last)), flush=True)
         write_json(out, {"meta": provenance(tier="tiny", teacher="teacher-tiny-dit", threads=args.threads,
@@ -121,21 +126,22 @@ def render_markdown(record: dict) -> str:
     response at 4 steps beside the teacher's, training seconds), then every variant's curve at its checkpoints."""
     meta, variants = record["meta"], record["variants"]
     lines = ["# Tiny distillation recipe sweep (teacher-ODE error on validation captions)", "",
-             f"Measured by `python reproduce/recipe_sweep.py` at commit {meta.get('git_commit')}, {meta.get('time')}, "
-             f"{meta.get('device')}, {meta.get('threads')} thread(s); probe: {meta.get('probe')}; teacher: "
+             f"Measured by `python reproduce/recipe_sweep.py` on {meta.get('device')}, {meta.get('threads')} "
+             f"thread(s), each variant at the commit of its last column; probe: {meta.get('probe')}; teacher: "
              f"{meta.get('teacher')}. Mean [95 % bootstrap interval over items]. Train seconds include the "
              "checkpoints' fidelity evaluations; variants with the same draws read one teacher-target bank, so "
              "their times are not comparable with the first variant of a stream.", "",
              "## Last checkpoint", "",
              "| variant | steps | ω 5, 1 step | ω 5, 4 steps | ω 2, 1 step | ω 2, 4 steps | ω response (4 steps) | "
-             "teacher's ω response | train s |", "|---|--:|---|---|---|---|---|---|--:|"]
+             "teacher's ω response | train s | commit |", "|---|--:|---|---|---|---|---|---|--:|---|"]
     for name, v in variants.items():
         last = v["fidelity_curve"][-1]["fidelity"]
         e = last["error"]
         secs = "–" if v.get("train_seconds") is None else f"{v['train_seconds']:.0f}"
         lines.append(f"| {name} | {v['steps']} | {_cell(e['w5']['1'])} | {_cell(e['w5']['4'])} | "
                      f"{_cell(e['w2']['1'])} | {_cell(e['w2']['4'])} | {_cell(last['omega_response']['4'], 4)} | "
-                     f"{_cell(last['teacher_omega_response'])} | {secs} |")
+                     f"{_cell(last['teacher_omega_response'])} | {secs} | "
+                     f"{(v.get('measured') or {}).get('git_commit') or meta.get('git_commit')} |")
     lines += ["", "## Curves (ω 5 and ω 2: 1-step / 4-step error; ω response at 4 steps)", "",
               "| variant | step | ω 5: 1 / 4 | ω 2: 1 / 4 | ω response |", "|---|--:|---|---|---|"]
     for name, v in variants.items():

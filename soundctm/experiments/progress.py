@@ -121,7 +121,7 @@ class Progress:
 
 
 def training_keys(tables, tier=None) -> list[str]:
-    """The progress keys of every training the tables need (each run and seed of `runner.table_runs`: their
+    """The progress keys of every training the tables need (each run and seed of `graph.table_runs`: their
     teachers too; with `tier`, also the runs a table uses on that tier itself, e.g. Table 8's)."""
     runs = table_runs(tables, tier)
     return sorted({train_key(r, s) for r in runs for s in r.seeds})

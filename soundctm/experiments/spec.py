@@ -239,7 +239,7 @@ class Experiment(Protocol):
     `name` names its result files (results/<tier>/<name>.json, ...); `items` is its own item set (None: the
     runner's); `score_rows` are the rows `Runner.prepare` scores for it (a speed table: none, it times its
     models); `model_runs(tier)` the runs it needs trained on `tier` (their teachers are added by
-    `runner.table_runs`); `execute(args, runner)` runs it with the shared command line's `args`
+    `graph.table_runs`); `execute(args, runner)` runs it with the shared command line's `args`
     (`experiments.main.parser`) on `runner` (None: a new one), writes its files and returns the result record.
     """
 
@@ -271,7 +271,7 @@ def set_table_executor(fn: Callable[..., dict]) -> Callable[..., dict]:
 @dataclass(frozen=True)
 class Table:
     """A table: rows, metric families (default "fd", "kid", "kl", "clap" and "fidelity", the teacher-ODE error of
-    every sampler row, `soundctm.experiments.runner.fidelity_reference`), the paper's columns, claims.
+    every sampler row, `soundctm.experiments.aggregate.fidelity_reference`), the paper's columns, claims.
 
     `items`: the table's own item set (None: the runner's); `figures`: functions (runner, result, out_dir) ->
     path of a PNG (`experiments.figures`, `experiments.applications`), drawn after the table is written. Neither

@@ -87,7 +87,7 @@ class SpeedTable:
 
     @property
     def rows(self) -> tuple[Row, ...]:
-        """Nothing scored (`score_rows`); what `runner.table_runs` and `Runner.prepare_rows` read."""
+        """Nothing scored (`score_rows`); what `graph.table_runs` and `Runner.prepare_rows` read."""
         return ()
 
     def model_runs(self, tier) -> tuple[Run, ...]:
