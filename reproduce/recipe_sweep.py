@@ -55,7 +55,8 @@ VARIANTS: dict[str, dict] = {
                                                omega_range=(5.0, 5.0)),
 }
 # variants trained longer than `--steps` (their curve continues past it)
-LONG = {"lr1e-3-cos-ema0.1-perbatch-1800": ("lr1e-3-cos-ema0.1-perbatch", 1800)}
+LONG = {"lr1e-3-cos-ema0.1-perbatch-1800": ("lr1e-3-cos-ema0.1-perbatch", 1800),
+        "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-1800": ("lr2e-3-cos-ema0.1-perbatch-ode16-l2_0", 1800)}
 
 
 def run_dir_of(name: str, cfg, teacher: Path, root: Path) -> Path:
