@@ -31,12 +31,9 @@ __all__ = ["prepare_graph", "run_graph", "on_worker", "check_store", "table_runs
 
 # ---------------------------------------------------------------------- the driver's side
 def table_runs(tables, tier: Tier | None = None) -> set[Run]:
-    """Every run the tables need trained: their rows' runs (a pair row: its two rows'), the teachers of
-    those, and, given the `tier`, the runs a table times or uses itself there (`model_runs(tier)`, e.g.
-    Table 8's)."""
-    runs = {run for t in tables for r in t.rows for run in r.runs()}
-    if tier is not None:
-        runs |= {run for t in tables if hasattr(t, "model_runs") for run in t.model_runs(tier)}
+    """Every run the tables need trained on `tier` (`Experiment.model_runs`: a table's rows' runs, a speed
+    table's timed systems; None: what they need on any tier) and the teachers of those."""
+    runs = {run for t in tables for run in t.model_runs(tier)}
     return runs | {r.teacher for r in runs if r.teacher is not None}
 
 

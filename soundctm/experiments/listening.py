@@ -41,7 +41,7 @@ import torch
 from soundctm.experiments import mushra as M
 from soundctm.experiments.generation import sample_row
 from soundctm.experiments.main import make_runner, parser
-from soundctm.experiments.spec import Items, Row, Run
+from soundctm.experiments.spec import Items, Row, Run, rows_runs
 from soundctm.experiments.tier import get_tier
 from soundctm.io import atomic_write, settings_hash, sha256_file, write_json, write_text
 from soundctm.nn.text import Conditioner
@@ -121,7 +121,7 @@ class ListeningTest:
 
     def model_runs(self, tier=None) -> tuple[Run, ...]:
         """The runs its systems sample, on any tier."""
-        return tuple(dict.fromkeys(run for r in self.rows for run in r.runs()))
+        return rows_runs(self.rows)
 
     def execute(self, args, runner=None) -> dict:
         """Export the kit and write the result table (`run_kit`)."""

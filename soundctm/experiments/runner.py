@@ -350,7 +350,7 @@ class Runner:
         """The distinct rows `prepare` scores (a pair row's two rows in its place), in table order."""
         rows, seen = [], set()
         for t in tables:
-            for r in (x for row in t.rows for x in (row.pair if row.source == "pair" else (row,))):
+            for r in (x for row in t.score_rows for x in (row.pair if row.source == "pair" else (row,))):
                 if self.skip_reason(r) is None and (key := self.score_node(r)) not in seen:
                     seen.add(key)
                     rows.append(r)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["Run", "Row", "Claim", "Items", "Table", "Experiment", "SOURCES", "SAMPLERS", "frozen_options",
-           "set_table_executor"]
+           "rows_runs", "set_table_executor"]
 
 # Where a row's audio comes from. "sampler": a trained run sampled with `sampler`; the others are
 # the instrument's reference rows (no model): VAE reconstructions of held-out real takes, the real
@@ -231,6 +231,11 @@ class Items:
     samples_per_caption: int | None = None
 
 
+def rows_runs(rows) -> tuple[Run, ...]:
+    """The distinct runs `rows` sample (a pair row: its two rows'), in row order."""
+    return tuple(dict.fromkeys(run for r in rows for run in r.runs()))
+
+
 @runtime_checkable
 class Experiment(Protocol):
     """A reproduced experiment, as `experiments.main.run_table` and `reproduce/all.py` run it: a scored `Table`, a
@@ -307,7 +312,7 @@ class Table:
 
     def model_runs(self, tier=None) -> tuple[Run, ...]:
         """The runs its rows sample (a pair row: its two rows'), on any tier."""
-        return tuple(dict.fromkeys(run for r in self.rows for run in r.runs()))
+        return rows_runs(self.rows)
 
     def execute(self, args, runner=None) -> dict:
         """Score the table on `runner` (its own item set, unless `args` gives one) and write

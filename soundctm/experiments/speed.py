@@ -87,14 +87,14 @@ class SpeedTable:
 
     @property
     def rows(self) -> tuple[Row, ...]:
-        """Nothing scored (`score_rows`); what `graph.table_runs` and `Runner.prepare_rows` read."""
+        """No rows: nothing is scored (`score_rows`)."""
         return ()
 
     def model_runs(self, tier) -> tuple[Run, ...]:
         """The runs this table times on `tier` (`Runner.table_runs`: trained with the other tables' runs, in
         parallel with --workers): the tier's trained models; none where the tier times the paper-size
-        architectures with random weights (`Tier.speed_models`)."""
-        return () if _paper_archs(tier) else tuple(s.run for s in self.systems)
+        architectures with random weights (`Tier.speed_models`), hence none on any tier (None)."""
+        return () if tier is None or _paper_archs(tier) else tuple(s.run for s in self.systems)
 
     def execute(self, args, runner=None) -> dict:
         """Time every system and write the table's files (`run_speed`)."""
