@@ -203,7 +203,7 @@ class Runner:
 
     def reference_path(self) -> Path:
         key = {**self.base_settings(), "reference": True, "code": K.code_hash(K.SCORING_CODE)}
-        return self.store / f"scores-{settings_hash(key)}.npz"
+        return self.store / _scores_file(key)
 
     def reference(self) -> ItemScores:
         """The real test clips, one item per unit."""
@@ -222,11 +222,11 @@ class Runner:
                 "code": [K.code_hash(K.SCORING_CODE), K.code_hash(K.generation_code(row))]}
 
     def scores_path(self, row: Row) -> Path:
-        return self.store / f"scores-{settings_hash(self.scores_settings(row))}.npz"
+        return self.store / _scores_file(self.scores_settings(row))
 
     def scores(self, row: Row) -> ItemScores:
         key, t0, hit = self.scores_settings(row), time.time(), []
-        sc = cached(self.artifacts, f"scores-{settings_hash(key)}.npz", lambda: self._score(row), K.SCORES, key,
+        sc = cached(self.artifacts, _scores_file(key), lambda: self._score(row), K.SCORES, key,
                     on_hit=lambda: hit.append(True))
         self.event("score", self.score_node(row), "cached" if hit else "done", None if hit else time.time() - t0)
         return sc
@@ -374,3 +374,8 @@ class Runner:
         if self.workers == 1:
             return False
         return self.workers > 1 or distributed.session_available()
+
+
+def _scores_file(key: dict) -> str:
+    """The name of a scores artifact (a row's or the reference's) with settings `key`."""
+    return f"scores-{settings_hash(key)}.npz"
