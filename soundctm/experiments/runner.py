@@ -81,6 +81,7 @@ class Runner:
         self.events = None  # progress of the artifact nodes: events(kind, key, state, seconds) (`event`)
         self._comp: Components | None = None
         self._takes: list[np.ndarray] | None = None
+        self._recent: dict[str, torch.Tensor] = {}  # the last latents read (`latents`: a pair's two rows)
 
     def event(self, kind: str, key: str, state: str, seconds: float | None = None) -> None:
         """Report an artifact node to `self.events` (e.g. `experiments.progress.Progress`): kind "train"
@@ -188,11 +189,16 @@ class Runner:
         return con(captions).to(self.tier.device), con.uncond.to(self.tier.device)
 
     def latents(self, row: Row) -> torch.Tensor:
-        """Generated latents of every item of `row` [N, C, T] (cached)."""
+        """Generated latents of every item of `row` [N, C, T] (cached; the last `_RECENT` rows' kept in memory, so
+        a caller that takes them a chunk at a time, e.g. `pairs`, reads each file once)."""
         key = {**self.base_settings(), "row": row.generation_settings(), "models": self.model_shas(row.run),
                "code": K.code_hash(K.generation_code(row))}
-        return cached(self.artifacts, f"latents-{settings_hash(key)}.safetensors",
-                      lambda: generate(self, row, self.exports(row.run), key["models"]), K.LATENTS, key)
+        name = f"latents-{settings_hash(key)}.safetensors"
+        if name not in self._recent:
+            z = cached(self.artifacts, name, lambda: generate(self, row, self.exports(row.run), key["models"]),
+                       K.LATENTS, key)
+            self._recent = dict(list({**self._recent, name: z}.items())[-_RECENT:])
+        return self._recent[name]
 
     def audio(self, row: Row) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
         """(waveforms, pair [N] (the unit whose real clip KL pairs with), captions) of `row`'s items."""
@@ -374,6 +380,9 @@ class Runner:
         if self.workers == 1:
             return False
         return self.workers > 1 or distributed.session_available()
+
+
+_RECENT = 2  # latents kept in memory (`Runner.latents`)
 
 
 def _scores_file(key: dict) -> str:
