@@ -50,6 +50,11 @@ VARIANTS: dict[str, dict] = {
     # the combination with the CTM distance measured where the fidelity is (l2 at s = 0), and without DSM
     "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0": dict(COMBO, distance="l2_0"),
     "lr2e-3-cos-ema0.1-perbatch-ode16-dsm0": dict(COMBO, dsm_weight=0.0),
+    # where few-step sampling jumps: s at the grid's end for half the examples (the same teacher solves, so the
+    # l2@0 combination's bank), and t at sigma_max for a quarter besides (its own solves)
+    "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-send0.5": dict(COMBO, distance="l2_0", s_end_fraction=0.5),
+    "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-tmax0.25-send0.5": dict(COMBO, distance="l2_0", t_max_fraction=0.25,
+                                                                   s_end_fraction=0.5),
     # diagnostic: one omega only (is fitting two omegas with one omega-blind student what holds the error up?)
     "lr1e-3-cos-ema0.1-perbatch-w5only": dict(FAST, export_ema_std=0.1, k_sampling="per-batch",
                                                omega_range=(5.0, 5.0)),

@@ -174,13 +174,20 @@ class TimeDraw:
 
 
 def draw_tus(sigmas: torch.Tensor, generator: GeneratorLike, batch: int, *, max_ode_steps: int | None = None,
-             jump_weighting: str = "linear", batch_generator: torch.Generator | None = None) -> TimeDraw:
+             jump_weighting: str = "linear", batch_generator: torch.Generator | None = None,
+             t_max_fraction: float = 0.0, s_end_fraction: float = 0.0) -> TimeDraw:
     """t, u, s from the N-point grid: k ~ P(k) (ODE steps t->u, 1..K, weighted prop. to k by default),
     t index uniform in [0, N-1-k], u = t + k, s index uniform in [u, N-1].
 
     With `batch_generator`, one k for the whole batch is drawn from it (the official code's per-batch
     solver length: the teacher solve then costs k steps instead of the batch's largest k); the other
-    draws stay per example."""
+    draws stay per example.
+
+    `t_max_fraction` q and `s_end_fraction` p put probability mass where few-step sampling jumps: t is the
+    grid's first point (sigma_max, where every sample starts) with probability q, otherwise uniform as above;
+    s is the grid's last point (the end of every sample) with probability p, otherwise uniform in [u, N-1].
+    Each reuses the example's own uniform draw (r < q picks the point, else (r - q) / (1 - q) is the uniform),
+    so no other draw of the step moves, and p = q = 0 is the plain draw exactly."""
     n = sigmas.shape[0]
     kmax = min(max_ode_steps or n - 1, n - 1)
     ks = torch.arange(1, kmax + 1, dtype=torch.float64)
@@ -196,10 +203,21 @@ def draw_tus(sigmas: torch.Tensor, generator: GeneratorLike, batch: int, *, max_
     if batch_generator is not None:
         r_k = torch.rand(1, generator=batch_generator, dtype=torch.float64).expand(batch).contiguous()
     k = torch.searchsorted(cdf, r_k, right=True).clamp_max(kmax - 1) + 1
-    it = torch.floor(r[:, 1] * (n - k)).long().clamp_max(n - 1 - k)
+    it = torch.floor(_split_uniform(r[:, 1], t_max_fraction) * (n - k)).long().clamp_max(n - 1 - k)
+    if t_max_fraction > 0:
+        it = torch.where(r[:, 1] < t_max_fraction, torch.zeros_like(it), it)
     iu = it + k
-    is_ = iu + torch.floor(r[:, 2] * (n - iu)).long().clamp_max(n - 1 - iu)
+    is_ = iu + torch.floor(_split_uniform(r[:, 2], s_end_fraction) * (n - iu)).long().clamp_max(n - 1 - iu)
+    if s_end_fraction > 0:
+        is_ = torch.where(r[:, 2] < s_end_fraction, torch.full_like(is_, n - 1), is_)
     return TimeDraw(it, iu, is_, sigmas[it], sigmas[iu], sigmas[is_])
+
+
+def _split_uniform(r: torch.Tensor, q: float) -> torch.Tensor:
+    """U[0, 1) draws r, conditioned on r >= q and rescaled to U[0, 1) again ((r - q) / (1 - q)); q = 0: r."""
+    if not 0 <= q < 1:
+        raise ValueError(f"a point's fraction must be in [0, 1), got {q}")
+    return r if q == 0 else ((r - q) / (1 - q)).clamp(0, 1)
 
 
 def draw_dsm_sigma(batch: int, generator: GeneratorLike, *, p_mean: float = P_MEAN, p_std: float = P_STD,
@@ -363,11 +381,13 @@ class DistillDraws:
 
 def draw_distill(generators: list[torch.Generator], sigmas: torch.Tensor, latent_shape: tuple[int, int], *,
                  omega_range: tuple[float, float], p_uncond: float, max_ode_steps: int | None = None,
-                 sigma_max: float = 80.0, batch_generator: torch.Generator | None = None) -> DistillDraws:
+                 sigma_max: float = 80.0, batch_generator: torch.Generator | None = None,
+                 t_max_fraction: float = 0.0, s_end_fraction: float = 0.0) -> DistillDraws:
     """All draws of a distillation step from per-example generators (one per example index);
-    `batch_generator`: one solver length k for the batch (`draw_tus`)."""
+    `batch_generator`: one solver length k for the batch; `t_max_fraction`, `s_end_fraction`: see `draw_tus`."""
     b = len(generators)
-    times = draw_tus(sigmas, generators, b, max_ode_steps=max_ode_steps, batch_generator=batch_generator)
+    times = draw_tus(sigmas, generators, b, max_ode_steps=max_ode_steps, batch_generator=batch_generator,
+                     t_max_fraction=t_max_fraction, s_end_fraction=s_end_fraction)
     r = rand((b, 2), generators)
     omega = omega_range[0] + (omega_range[1] - omega_range[0]) * r[:, 0]
     drop = r[:, 1] < p_uncond

@@ -193,6 +193,81 @@ def test_per_batch_k_costs_k_teacher_steps_and_is_the_same_on_every_worker():
             assert teacher.calls == 2 * (want if want is not None else int(kk.max()))
 
 
+# ---------------------------------------------------------------------------------------------- where t and s fall
+
+
+def _plain_tus(r: torch.Tensor, n: int, kmax: int):
+    """draw_tus's documented draw, rebuilt from its uniforms r [B, 3]: k by inverting the linear P(k) CDF,
+    t index floor(r1 (n - k)), s index u + floor(r2 (n - u))."""
+    w = np.arange(1, kmax + 1, dtype=np.float64)
+    cdf = np.cumsum(w / w.sum())
+    out = []
+    for r0, r1, r2 in r.double().tolist():
+        k = min(int(np.searchsorted(cdf, r0, side="right")), kmax - 1) + 1
+        it = min(math.floor(r1 * (n - k)), n - 1 - k)
+        iu = it + k
+        out.append((it, iu, iu + min(math.floor(r2 * (n - iu)), n - 1 - iu)))
+    return out
+
+
+def test_t_max_and_s_end_fractions_put_their_mass_on_the_grid_ends_and_move_nothing_else():
+    """With fractions q (t) and p (s) the draw is: t = sigma_max where r1 < q, else the plain draw of the
+    rescaled uniform (r1 - q) / (1 - q); the same for s with r2 and p. q = p = 0 is the plain draw, and the
+    step's other draws (omega, dropout, noise, DSM) are the same for every q and p."""
+    from soundctm.ctm import draw_distill
+    from soundctm.rng import rand
+
+    n, kmax, b = 40, 16, 64
+    grid = karras_sigmas(n)
+    for i in range(20):
+        seeds = range(100 * i, 100 * i + b)
+        r = rand((b, 3), [torch.Generator().manual_seed(s) for s in seeds], dtype=torch.float64)
+        plain = draw_tus(grid, [torch.Generator().manual_seed(s) for s in seeds], b, max_ode_steps=kmax)
+        assert list(zip(plain.it.tolist(), plain.iu.tolist(), plain.is_.tolist())) == _plain_tus(r, n, kmax)
+        q, p = 0.25, 0.5
+        d = draw_tus(grid, [torch.Generator().manual_seed(s) for s in seeds], b, max_ode_steps=kmax,
+                     t_max_fraction=q, s_end_fraction=p)
+        r_t = r.clone()
+        r_t[:, 1] = ((r[:, 1] - q) / (1 - q)).clamp(0, 1)
+        r_t[:, 2] = ((r[:, 2] - p) / (1 - p)).clamp(0, 1)
+        for j, (it, iu, _) in enumerate(_plain_tus(r_t, n, kmax)):
+            k = iu - it
+            want_t = 0 if r[j, 1] < q else it
+            want_s = n - 1 if r[j, 2] < p else (want_t + k) + min(math.floor(float(r_t[j, 2]) * (n - want_t - k)),
+                                                               n - 1 - want_t - k)
+            assert (int(d.it[j]), int(d.iu[j]), int(d.is_[j])) == (want_t, want_t + k, want_s)
+        assert torch.equal(d.t, grid[d.it]) and torch.equal(d.s, grid[d.is_])
+
+        def draws(seeds=seeds, **kw):
+            return draw_distill([torch.Generator().manual_seed(s) for s in seeds], grid, (2, 3),
+                                omega_range=(2.0, 5.0), p_uncond=0.1, max_ode_steps=kmax, **kw)
+        a, c = draws(), draws(t_max_fraction=q, s_end_fraction=p)
+        for name in ("omega", "drop", "noise", "dsm_sigma", "dsm_noise"):
+            assert torch.equal(getattr(a, name), getattr(c, name)), name
+    # the frequencies: P(t = sigma_max) = q + (1 - q) E[1 / (n - k)] over k; P(s = end) >= p
+    gens = [torch.Generator().manual_seed(7_000 + j) for j in range(4000)]
+    d = draw_tus(grid, gens, 4000, max_ode_steps=kmax, t_max_fraction=0.25, s_end_fraction=0.5)
+    ks = np.arange(1, kmax + 1)
+    pk = ks / ks.sum()
+    p_t0 = 0.25 + 0.75 * float((pk / (n - ks)).sum())
+    assert abs(float((d.it == 0).float().mean()) - p_t0) < 4 * math.sqrt(p_t0 * (1 - p_t0) / 4000)
+    assert float((d.is_ == n - 1).float().mean()) > 0.5 - 4 * math.sqrt(0.25 / 4000)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="fraction"):
+            draw_tus(grid, gens[:2], 2, s_end_fraction=bad)
+        with pytest.raises(ValueError, match="fraction"):
+            resolve_config(TrainConfig(kind="distill", data="synthetic", t_max_fraction=bad))
+
+
+def test_the_fractions_name_a_run_only_when_set():
+    base = dict(kind="distill", data="synthetic")
+    assert run_key(TrainConfig(**base)) == run_key(TrainConfig(**base, t_max_fraction=0.0, s_end_fraction=0.0))
+    keys = {run_key(TrainConfig(**base, **kw)) for kw in ({}, dict(t_max_fraction=0.25), dict(s_end_fraction=0.5))}
+    assert len(keys) == 3
+    with pytest.raises(ValueError, match="t_max_fraction"):
+        resolve_config(TrainConfig(kind="distill", data="synthetic", objective="cd", t_max_fraction=0.25))
+
+
 # ---------------------------------------------------------------------------------------------- grid to zero
 
 

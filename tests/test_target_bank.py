@@ -106,7 +106,19 @@ def test_a_variant_with_another_distance_reads_the_same_bank(tmp_path):
     assert _same_weights(w2, w3) and _losses(m2) == _losses(m3)
 
 
-@pytest.mark.parametrize("change", [dict(seed=1), dict(max_ode_steps=2)])
+def test_a_variant_whose_s_draws_end_the_grid_reads_the_same_bank(tmp_path):
+    """`s_end_fraction` moves s only, never t, u or the step's other draws: the teacher's solves are the same."""
+    bank = str(tmp_path / "banks")
+    s1, w1, _ = _train(tmp_path, "fill", target_bank=bank)
+    s2, w2, m2 = _train(tmp_path, "s-end", target_bank=bank, s_end_fraction=0.5)
+    _, w3, m3 = _train(tmp_path, "s-end-inline", s_end_fraction=0.5)
+    assert s2["target_bank"]["path"] == s1["target_bank"]["path"]
+    assert (s2["target_bank"]["hits"], s2["target_bank"]["misses"]) == (STEPS, 0)
+    assert _same_weights(w2, w3) and _losses(m2) == _losses(m3)
+    assert not _same_weights(w1, w2)
+
+
+@pytest.mark.parametrize("change", [dict(seed=1), dict(max_ode_steps=2), dict(t_max_fraction=0.5)])
 def test_a_variant_with_other_draws_misses_and_trains_as_inline(tmp_path, change):
     bank = str(tmp_path / "banks")
     s1, w1, _ = _train(tmp_path, "fill", target_bank=bank)

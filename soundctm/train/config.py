@@ -69,9 +69,10 @@ KEY_OMIT_IF_DEFAULT = ("dsm_weighting", "k_sampling", "loss_reduction", "grid_to
                        "objective", "skip_steps")
 # SoundCTM-only settings: a consistency-distillation objective ("cd", "lcm") needs them at their defaults
 CTM_ONLY = {"distance": "d_teacher", "gan": False, "dsm_weighting": "none", "k_sampling": "per-example",
-            "loss_reduction": "sum-channels", "grid_to_zero": False}
+            "loss_reduction": "sum-channels", "grid_to_zero": False, "t_max_fraction": 0.0, "s_end_fraction": 0.0}
 KEY_OMIT_IF_DEFAULT += ("amp",)  # mixed precision, off by default (a later setting, like those above)
 KEY_OMIT_IF_DEFAULT += ("lr_final_fraction", "export_ema_std")
+KEY_OMIT_IF_DEFAULT += ("t_max_fraction", "s_end_fraction")
 RESUMABLE_CHANGES = {"steps", "checkpoint_every", "keep_checkpoints", "threads", "export", "cache", "device",
                      "fidelity_items", "target_bank"}
 BOOKKEEPING = ("threads", "checkpoint_every", "keep_checkpoints", "cache", "export", "fidelity_items", "target_bank")
@@ -115,6 +116,10 @@ class TrainConfig:
     # the official implementation's choices, each selectable (defaults: ours; see docs/distillation.md)
     dsm_weighting: str = "none"  # student DSM: "none" (Eq. 8 as written) | "karras" (lambda(sigma) as the teacher)
     k_sampling: str = "per-example"  # ODE solver length k of t -> u: "per-example" | "per-batch" (one k per step)
+    # where the jumps of few-step sampling are: the fraction of examples whose t is sigma_max (every sample's
+    # start) and whose s is the grid's end (every sample's end); 0 = uniform on the grid (`ctm.draw_tus`)
+    t_max_fraction: float = 0.0
+    s_end_fraction: float = 0.0
     loss_reduction: str = "sum-channels"  # CTM distance over channels: "sum-channels" | "mean-channels"
     grid_to_zero: bool = False  # append sigma 0 to the training grid (s, u may be 0; the last solver step is Euler)
     huber_c: float | None = None  # pseudo-Huber c (None: 0.00054 sqrt(d), d = latent size, as iCT)
@@ -226,6 +231,9 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
     for name, allowed in CHOICES.items():
         if getattr(out, name) not in allowed:
             raise ValueError(f"unknown {name} {getattr(out, name)!r}; expected one of {allowed}")
+    for name in ("t_max_fraction", "s_end_fraction"):
+        if not 0 <= getattr(out, name) < 1:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(out, name)}")
     if not 0 < out.lr_final_fraction <= 1:
         raise ValueError(f"lr_final_fraction must be in (0, 1], got {out.lr_final_fraction}")
     if out.export_ema_std is not None:

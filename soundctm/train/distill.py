@@ -178,6 +178,8 @@ class DistillTask:
             p_uncond=cfg.p_uncond,
             max_ode_steps=cfg.max_ode_steps,
             batch_generator=batch_gen,
+            t_max_fraction=cfg.t_max_fraction,
+            s_end_fraction=cfg.s_end_fraction,
         )
 
     def losses(self, step: int, rank: int, world: int) -> dict[str, torch.Tensor]:

@@ -111,6 +111,8 @@ def bank_key(cfg, *, teacher: str, data_info: dict, solver: str, numerics: str) 
         "solver": solver,
         "numerics": numerics,
     }
+    if cfg.t_max_fraction:  # moves t and so the solve (s_end_fraction moves only s: it shares the bank)
+        desc["t_max_fraction"] = cfg.t_max_fraction
     digest = settings_hash(desc)
     return f"{cfg.preset}-{digest}", desc
 
