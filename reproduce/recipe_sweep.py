@@ -28,7 +28,7 @@ from soundctm.paths import cache_dir, committed_tiny_dir
 from soundctm.provenance import provenance
 from soundctm.train.distill import tiny_student_config
 from soundctm.train.loop import run_training
-from soundctm.train.tiny import run_key
+from soundctm.train.tiny import run_key, train_tiny_teacher
 
 STEPS = 600
 FAST = dict(lr=1e-3, warmup_steps=50, lr_final_fraction=0.05)
@@ -55,6 +55,8 @@ VARIANTS: dict[str, dict] = {
     "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-send0.5": dict(COMBO, distance="l2_0", s_end_fraction=0.5),
     "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-tmax0.25-send0.5": dict(COMBO, distance="l2_0", t_max_fraction=0.25,
                                                                    s_end_fraction=0.5),
+    "lr3e-3-cos-ema0.1-perbatch-ode16-l2_0-send0.5": dict(COMBO, lr=3e-3, distance="l2_0", s_end_fraction=0.5),
+    "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-send0.9": dict(COMBO, distance="l2_0", s_end_fraction=0.9),
     # diagnostic: one omega only (is fitting two omegas with one omega-blind student what holds the error up?)
     "lr1e-3-cos-ema0.1-perbatch-w5only": dict(FAST, export_ema_std=0.1, k_sampling="per-batch",
                                                omega_range=(5.0, 5.0)),
@@ -62,6 +64,10 @@ VARIANTS: dict[str, dict] = {
 # variants trained longer than `--steps` (their curve continues past it)
 LONG = {"lr1e-3-cos-ema0.1-perbatch-1800": ("lr1e-3-cos-ema0.1-perbatch", 1800),
         "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-1800": ("lr2e-3-cos-ema0.1-perbatch-ode16-l2_0", 1800)}
+
+
+TEACHERS = ("teacher-tiny-dit (committed) for the DiT variants, the tiny UNet teacher of the cache for the 'unet:' "
+            "ones (each variant names its teacher file)")
 
 
 def run_dir_of(name: str, cfg, teacher: Path, root: Path) -> Path:
@@ -73,6 +79,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", metavar="VARIANT", help="these variants only")
     ap.add_argument("--steps", type=int, default=STEPS, help=f"training steps of every variant (default {STEPS})")
     ap.add_argument("--checkpoint-every", type=int, default=150, help="steps between fidelity checkpoints")
+    ap.add_argument("--preset", default="tiny-dit", choices=("tiny-dit", "tiny-unet"),
+                    help="the student's backbone: tiny-dit (the committed teacher) or tiny-unet (the tiny UNet "
+                         "teacher, trained once in the cache); UNet variants are recorded as 'unet:<variant>'")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="results/tiny/recipe_sweep.json")
     ap.add_argument("--list", action="store_true", help="print the variants and exit")
@@ -92,7 +101,11 @@ def main(argv=None) -> int:
         for n in names:
             print(f"{n:36s} {LONG[n][1] if n in LONG else args.steps:5d} steps  {variants[n]}")
         return 0
-    teacher = committed_tiny_dir() / "teacher-tiny-dit.safetensors"
+    if args.preset == "tiny-dit":
+        teacher = committed_tiny_dir() / "teacher-tiny-dit.safetensors"
+    else:
+        teacher = train_tiny_teacher(preset=args.preset, progress=False, log=lambda *a, **k: None)
+    prefix = "" if args.preset == "tiny-dit" else "unet:"
     root = cache_dir() / "tiny" / "recipe"
     old = json.loads(out.read_text()) if out.exists() else {"meta": {}, "variants": {}}
     done = old["variants"]
@@ -101,22 +114,23 @@ def main(argv=None) -> int:
     here = provenance()
     for name in names:
         steps = LONG[name][1] if name in LONG else args.steps
-        cfg = tiny_student_config(teacher, "tiny-dit", steps=steps, checkpoint_every=args.checkpoint_every,
+        cfg = tiny_student_config(teacher, args.preset, steps=steps, checkpoint_every=args.checkpoint_every,
                                   keep_checkpoints=1, threads=args.threads, target_bank="auto",
                                   **variants[name])
-        rd = run_dir_of(name, cfg, teacher, root)
+        rd = run_dir_of(prefix.replace(":", "-") + name, cfg, teacher, root)
         t0 = time.perf_counter()
         summary_path = rd / "summary.json"
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
         else:
             summary = run_training(cfg, rd, progress=False, log=lambda *a, **k: None)
-        done[name] = {"settings": variants[name], "steps": steps, "run_dir": rd.name,
+        done[prefix + name] = {"settings": variants[name], "steps": steps, "run_dir": rd.name, "preset": args.preset,
+                               "teacher": teacher.name,
                       "train_seconds": summary.get("train_seconds"), "fidelity_curve": summary["fidelity_curve"],
                       "measured": {k: here.get(k) for k in ("git_commit", "time")}}
         last = summary["fidelity_curve"][-1]
         print(f"{name:32s} {time.perf_counter() - t0:7.0f} s  " + json.dumps(_brief(last)), flush=True)
-        write_json(out, {"meta": provenance(tier="tiny", teacher="teacher-tiny-dit", threads=args.threads,
+        write_json(out, {"meta": provenance(tier="tiny", teacher=TEACHERS, threads=args.threads,
                                             probe="40 validation clips (first caption), seeds 10000+i"),
                          "variants": done})
         write_text(out.with_suffix(".md"), render_markdown(json.loads(out.read_text())))
