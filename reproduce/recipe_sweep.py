@@ -86,6 +86,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="results/tiny/recipe_sweep.json")
     ap.add_argument("--list", action="store_true", help="print the variants and exit")
     ap.add_argument("--render", action="store_true", help="only rewrite the .md beside --out from its JSON")
+    ap.add_argument("--paired", nargs="+", metavar="VARIANT",
+                    help="the first variant against each of the others, paired over the validation items (their "
+                         "recorded exports; the differences' intervals go to <out>_paired.json)")
     args = ap.parse_args(argv)
     variants = {**VARIANTS, **{n: VARIANTS[base] for n, (base, _) in LONG.items()}}
     names = args.only or list(VARIANTS)
@@ -97,6 +100,8 @@ def main(argv=None) -> int:
     if args.render:
         write_text(out.with_suffix(".md"), render_markdown(json.loads(out.read_text())))
         return 0
+    if args.paired:
+        return paired(args.paired, out, args.threads)
     if args.list:
         for n in names:
             print(f"{n:36s} {LONG[n][1] if n in LONG else args.steps:5d} steps  {variants[n]}")
@@ -134,6 +139,50 @@ def main(argv=None) -> int:
                                             probe="40 validation clips (first caption), seeds 10000+i"),
                          "variants": done})
         write_text(out.with_suffix(".md"), render_markdown(json.loads(out.read_text())))
+    return 0
+
+
+def paired(names: list[str], out: Path, threads: int) -> int:
+    """The first variant's teacher-ODE error minus each other's, item by item on the 40 validation items (1 and
+    4 steps, omega 2 and 5), with 95 % bootstrap intervals of the mean difference; negative = the first is
+    closer to its teacher's ODE. Reads the exports the sweep recorded for them."""
+    import torch
+
+    from soundctm import fidelity
+    from soundctm.train.checkpoint import load_export
+    from soundctm.train.distill import validation_probe
+
+    record = json.loads(out.read_text()) if out.exists() else {"variants": {}}
+    missing = [n for n in names if n not in record["variants"]]
+    if len(names) < 2 or missing:
+        print(f"recipe_sweep: error: --paired needs two or more variants recorded in {out}"
+              + (f"; not recorded: {missing}" if missing else ""), file=sys.stderr)
+        return 2
+    torch.set_num_threads(threads)
+    root = cache_dir() / "tiny" / "recipe"
+    students = {n: load_export(root / record["variants"][n]["run_dir"] / "export.safetensors") for n in names}
+    teachers = {record["variants"][n].get("teacher", "teacher-tiny-dit.safetensors") for n in names}
+    if len(teachers) != 1:
+        print(f"recipe_sweep: error: --paired variants have different teachers {sorted(teachers)}", file=sys.stderr)
+        return 2
+    tname = teachers.pop()
+    tpath = committed_tiny_dir() / tname if tname == "teacher-tiny-dit.safetensors" else None
+    if tpath is None:
+        tpath = train_tiny_teacher(preset=students[names[0]].preset.name, progress=False, log=lambda *a, **k: None)
+    teacher = load_export(tpath)
+    probe = validation_probe(teacher, teacher.preset, None, 40, "cpu")
+    errs = {n: fidelity.fidelity_errors(fidelity.student_samples(m, probe, (1, 4)), probe) for n, m in students.items()}
+    first = names[0]
+    result = {}
+    for other in names[1:]:
+        result[other] = {f"w{w:g}/{k}": fidelity.bootstrap_mean(errs[first][(w, k)] - errs[other][(w, k)])
+                         for (w, k) in errs[first]}
+        print(f"{first} - {other}: " + ", ".join(f"{key} {_cell(d)}" for key, d in result[other].items()))
+    write_json(out.with_name(out.stem + "_paired.json"),
+               {"meta": provenance(tier="tiny", threads=threads, teacher=tname, first=first,
+                                   probe="40 validation clips (first caption), seeds 10000+i",
+                                   what="mean over items of (first's error - other's error), 95 % bootstrap"),
+                "differences": result})
     return 0
 
 
