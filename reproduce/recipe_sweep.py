@@ -57,6 +57,8 @@ VARIANTS: dict[str, dict] = {
                                                                    s_end_fraction=0.5),
     "lr3e-3-cos-ema0.1-perbatch-ode16-l2_0-send0.5": dict(COMBO, lr=3e-3, distance="l2_0", s_end_fraction=0.5),
     "lr2e-3-cos-ema0.1-perbatch-ode16-l2_0-send0.9": dict(COMBO, distance="l2_0", s_end_fraction=0.9),
+    # the combination at the preset's solve length (at most 8 grid steps): the per-student time budget
+    "lr2e-3-cos-ema0.1-perbatch": dict(FAST, lr=2e-3, export_ema_std=0.1, k_sampling="per-batch"),
     # diagnostic: one omega only (is fitting two omegas with one omega-blind student what holds the error up?)
     "lr1e-3-cos-ema0.1-perbatch-w5only": dict(FAST, export_ema_std=0.1, k_sampling="per-batch",
                                                omega_range=(5.0, 5.0)),
