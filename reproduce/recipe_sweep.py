@@ -201,7 +201,8 @@ def render_markdown(record: dict) -> str:
              f"thread(s), each variant at the commit of its last column; probe: {meta.get('probe')}; teacher: "
              f"{meta.get('teacher')}. Mean [95 % bootstrap interval over items]. Train seconds include the "
              "checkpoints' fidelity evaluations; variants with the same draws read one teacher-target bank, so "
-             "their times are not comparable with the first variant of a stream.", "",
+             "their times are not comparable with the first variant of a stream; up to four runs shared the machine's "
+             "two cores at a time, so the seconds compare only roughly.", "",
              "## Last checkpoint", "",
              "| variant | steps | ω 5, 1 step | ω 5, 4 steps | ω 2, 1 step | ω 2, 4 steps | ω response (4 steps) | "
              "teacher's ω response | train s | commit |", "|---|--:|---|---|---|---|---|---|--:|---|"]
