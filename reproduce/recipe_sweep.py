@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     ap.add_argument("--render", action="store_true", help="only rewrite the .md beside --out from its JSON")
     ap.add_argument("--paired", nargs="+", metavar="VARIANT",
                     help="the first variant against each of the others, paired over the validation items (their "
-                         "recorded exports; the differences' intervals go to <out>_paired.json)")
+                         "recorded exports; the differences' intervals go to <out>_paired-<first>.json)")
     args = ap.parse_args(argv)
     variants = {**VARIANTS, **{n: VARIANTS[base] for n, (base, _) in LONG.items()}}
     names = args.only or list(VARIANTS)
@@ -180,7 +180,7 @@ def paired(names: list[str], out: Path, threads: int) -> int:
         result[other] = {f"w{w:g}/{k}": fidelity.bootstrap_mean(errs[first][(w, k)] - errs[other][(w, k)])
                          for (w, k) in errs[first]}
         print(f"{first} - {other}: " + ", ".join(f"{key} {_cell(d)}" for key, d in result[other].items()))
-    write_json(out.with_name(out.stem + "_paired.json"),
+    write_json(out.with_name(f"{out.stem}_paired-{first.replace(':', '-')}.json"),
                {"meta": provenance(tier="tiny", threads=threads, teacher=tname, first=first,
                                    probe="40 validation clips (first caption), seeds 10000+i",
                                    what="mean over items of (first's error - other's error), 95 % bootstrap"),
