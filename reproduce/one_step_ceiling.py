@@ -20,7 +20,6 @@ The record goes to `results/tiny/one_step_ceiling-<pairs>x<steps>.json` with its
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 
@@ -36,12 +35,14 @@ from soundctm.provenance import provenance
 from soundctm.rng import prior_noise
 from soundctm.sampling import heun_sample
 from soundctm.train.checkpoint import load_export
+from soundctm.train.config import lr_at
 from soundctm.train.data import tiny_conditioned
 from soundctm.train.distill import validation_probe
 
 PAIR_SEED = 20_000  # prior-noise seeds PAIR_SEED + i of the training pairs (the validation items use 10000 + i)
 OMEGAS = (2.0, 5.0)
 CHUNK = 32
+FINAL_LR_FRACTION = 0.05  # the cosine decays to lr x this (the recipe sweep's)
 
 
 def teacher_pairs(teacher, checksum: str, data, n: int, log=print) -> dict[str, torch.Tensor]:
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     teacher = load_export(teacher_path).eval().requires_grad_(False)
     preset = teacher.preset
     data = tiny_conditioned(preset, split="train", log=lambda *a, **k: None)
-    probe = validation_probe(teacher, teacher.preset, None, 40, "cpu")
+    probe = validation_probe(teacher, preset, None, 40, "cpu")
     t0 = time.perf_counter()
     pairs = teacher_pairs(teacher, file_checksum(teacher_path), data, args.pairs, log=lambda m: print(m, flush=True))
     solve_s = time.perf_counter() - t0
@@ -100,12 +101,6 @@ def main(argv=None) -> int:
 
     student = build_student(preset.name, seed=0, teacher=teacher).requires_grad_(True).train()
     opt = torch.optim.RAdam(student.parameters(), lr=args.lr)
-
-    def lr_at(step: int) -> float:
-        if step < args.warmup:
-            return args.lr * (step + 1) / args.warmup
-        x = (step - args.warmup) / max(1, args.steps - args.warmup)
-        return args.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, x))))
 
     @torch.no_grad()
     def evaluate(step: int) -> dict:
@@ -121,7 +116,7 @@ def main(argv=None) -> int:
     t1 = time.perf_counter()
     for step in range(args.steps):
         for grp in opt.param_groups:
-            grp["lr"] = lr_at(step)
+            grp["lr"] = lr_at(step, args.lr, args.warmup, args.steps, FINAL_LR_FRACTION)
         idx = torch.randint(0, args.pairs, (args.batch,), generator=g)
         z = student(pairs["z_T"][idx], SIGMA_MAX, 0.0, cond[idx], pairs["omega"][idx])
         loss = (z - pairs["z_ref"][idx]).pow(2).mean()

@@ -72,6 +72,14 @@ TEACHERS = ("teacher-tiny-dit (committed) for the DiT variants, the tiny UNet te
             "ones (each variant names its teacher file)")
 
 
+def teacher_for(preset: str) -> Path:
+    """The teacher export a sweep on `preset` distils: the committed tiny DiT teacher, or the tiny UNet teacher
+    (trained once in the cache)."""
+    if preset == "tiny-dit":
+        return committed_tiny_dir() / "teacher-tiny-dit.safetensors"
+    return train_tiny_teacher(preset=preset, progress=False, log=lambda *a, **k: None)
+
+
 def run_dir_of(name: str, cfg, teacher: Path, root: Path) -> Path:
     return root / f"{name}-{run_key(cfg, {'teacher': file_checksum(teacher)})}"
 
@@ -108,10 +116,7 @@ def main(argv=None) -> int:
         for n in names:
             print(f"{n:36s} {LONG[n][1] if n in LONG else args.steps:5d} steps  {variants[n]}")
         return 0
-    if args.preset == "tiny-dit":
-        teacher = committed_tiny_dir() / "teacher-tiny-dit.safetensors"
-    else:
-        teacher = train_tiny_teacher(preset=args.preset, progress=False, log=lambda *a, **k: None)
+    teacher = teacher_for(args.preset)
     prefix = "" if args.preset == "tiny-dit" else "unet:"
     root = cache_dir() / "tiny" / "recipe"
     old = json.loads(out.read_text()) if out.exists() else {"meta": {}, "variants": {}}
@@ -163,14 +168,12 @@ def paired(names: list[str], out: Path, threads: int) -> int:
     torch.set_num_threads(threads)
     root = cache_dir() / "tiny" / "recipe"
     students = {n: load_export(root / record["variants"][n]["run_dir"] / "export.safetensors") for n in names}
-    teachers = {record["variants"][n].get("teacher", "teacher-tiny-dit.safetensors") for n in names}
-    if len(teachers) != 1:
-        print(f"recipe_sweep: error: --paired variants have different teachers {sorted(teachers)}", file=sys.stderr)
+    presets = {record["variants"][n].get("preset", "tiny-dit") for n in names}
+    if len(presets) != 1:
+        print(f"recipe_sweep: error: --paired variants have different teachers {sorted(presets)}", file=sys.stderr)
         return 2
-    tname = teachers.pop()
-    tpath = committed_tiny_dir() / tname if tname == "teacher-tiny-dit.safetensors" else None
-    if tpath is None:
-        tpath = train_tiny_teacher(preset=students[names[0]].preset.name, progress=False, log=lambda *a, **k: None)
+    tpath = teacher_for(presets.pop())
+    tname = tpath.name
     teacher = load_export(tpath)
     probe = validation_probe(teacher, teacher.preset, None, 40, "cpu")
     errs = {n: fidelity.fidelity_errors(fidelity.student_samples(m, probe, (1, 4)), probe) for n, m in students.items()}
